@@ -1,0 +1,732 @@
+"""`User`: one person's tokens, kept alive by one refresh at a time.
+
+The rules a `User` enforces (one refresh at a time, held requests, the
+generation check on a 401, the loop guard, what a failed refresh does) are
+decided here under one thread lock, with no I/O. The I/O itself (the token
+request, the store) is driven by two thin edges, one for threads and one for
+asyncio, that perform the same steps. A refresh started by any thread or
+event loop is waited for by all of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Awaitable, Callable, Generator
+from typing import Any
+
+import httpx
+
+from ._errors import InvalidUser, RefreshUnavailable, UserRefreshFailed
+from ._flight import Ended, Flight, Result
+from ._oauth import Refreshed, Refused, Unavailable, classify_token_answer, no_answer
+from ._provider import Provider
+from ._secrets import fingerprint
+from ._store import MemoryStore, TokenStore
+from ._tokens import Tokens
+
+__all__ = ["Grant", "User"]
+
+logger = logging.getLogger("usersession")
+
+RefreshedCallback = Callable[[Tokens], None]
+LoggedOutCallback = Callable[[UserRefreshFailed | None], None]
+
+#: After a proactive refresh fails for now, requests keep using the old,
+#: still valid token for this long before the next proactive attempt.
+_PROACTIVE_PAUSE = 5.0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Grant:
+    """The tokens a request is sent with, and their generation (R2)."""
+
+    tokens: Tokens
+    generation: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Join:
+    flight: Flight
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Lead:
+    flight: Flight
+
+
+_Decision = Grant | _Join | _Lead
+
+
+# The steps of a refresh, performed by the sync or the async edge.
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Load:
+    pass
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Save:
+    tokens: Tokens
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Clear:
+    pass
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Post:
+    request: httpx.Request
+
+
+_Step = _Load | _Save | _Clear | _Post
+_Steps = Generator[_Step, Any, Result]
+
+
+class User:
+    """A person (or service) logged in with OAuth 2.0, and their tokens.
+
+    One `User` object may be shared by any number of clients, threads and
+    asyncio event loops: they refresh its tokens one at a time, and requests
+    made while a refresh is under way wait for it.
+
+    Args:
+        provider: The authorization server that issued the tokens.
+        tokens: The tokens of a login. When omitted, the store's are used.
+        store: Where the tokens are kept; a new `MemoryStore` by default.
+        leeway: Refresh this many seconds before the access token expires
+            (at most half the token's lifetime, when known).
+        refresh_limit: At most this many refreshes started by 401 answers...
+        refresh_window: ...in any window of this many seconds. A 401 beyond
+            that budget goes to the caller unchanged (proactive refreshes are
+            not counted).
+        wait_timeout: The longest a request waits for a refresh under way.
+        clock: Wall clock, seconds since the epoch (for expiry).
+        monotonic: Monotonic clock, seconds (for budgets and backoff).
+    """
+
+    def __init__(
+        self,
+        provider: Provider,
+        tokens: Tokens | None = None,
+        *,
+        store: TokenStore | None = None,
+        leeway: float = 30.0,
+        refresh_limit: int = 5,
+        refresh_window: float = 60.0,
+        wait_timeout: float = 60.0,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.provider = provider
+        self.store: TokenStore = MemoryStore() if store is None else store
+        self.leeway = leeway
+        self.refresh_limit = refresh_limit
+        self.refresh_window = refresh_window
+        self.wait_timeout = wait_timeout
+        self._clock = clock
+        self._monotonic = monotonic
+
+        self._lock = threading.Lock()
+        self._generation = 0
+        self._flight: Flight | None = None
+        self._failure: tuple[int, UserRefreshFailed] | None = None
+        self._unavailable: RefreshUnavailable | None = None
+        self._not_before = float("-inf")
+        self._proactive_pause_until = float("-inf")
+        self._reactive_starts: collections.deque[float] = collections.deque()
+        self._budget_warned_at = float("-inf")
+        self._on_refreshed: list[RefreshedCallback] = []
+        self._on_logged_out: list[LoggedOutCallback] = []
+
+        if tokens is None:
+            tokens = self.store.load()
+        else:
+            self.store.save(tokens)
+        self._tokens = tokens
+
+    def __repr__(self) -> str:
+        tokens = self._tokens
+        state = (
+            "logged out"
+            if tokens is None
+            else f"access_token={fingerprint(tokens.access_token)}"
+        )
+        return f"User({self.provider.client_id!r}, {state})"
+
+    # -- What callers see -------------------------------------------------------
+
+    @property
+    def tokens(self) -> Tokens | None:
+        """The current tokens, or ``None`` when logged out."""
+        return self._tokens
+
+    @property
+    def is_logged_in(self) -> bool:
+        """True while the user has tokens."""
+        return self._tokens is not None
+
+    def on_refreshed(self, callback: RefreshedCallback) -> Callable[[], None]:
+        """Call `callback(tokens)` each time the user gets new tokens.
+
+        Callbacks run in the thread or task that did the refresh, after the
+        new tokens are saved; an exception in one is logged and ignored.
+
+        Returns:
+            A function that unsubscribes the callback.
+        """
+        self._on_refreshed.append(callback)
+        return lambda: _discard(self._on_refreshed, callback)
+
+    def on_logged_out(self, callback: LoggedOutCallback) -> Callable[[], None]:
+        """Call `callback(error)` once when the user is logged out.
+
+        `error` is the `UserRefreshFailed` that ended the session, or ``None``
+        after `logout`.
+
+        Returns:
+            A function that unsubscribes the callback.
+        """
+        self._on_logged_out.append(callback)
+        return lambda: _discard(self._on_logged_out, callback)
+
+    def set_tokens(self, tokens: Tokens) -> None:
+        """Log the user in with `tokens` (a new login), saving them to the store."""
+        self._adopt_login(tokens)
+        self.store.save(tokens)
+
+    async def aset_tokens(self, tokens: Tokens) -> None:
+        """The async form of `set_tokens`."""
+        self._adopt_login(tokens)
+        await self.store.asave(tokens)
+
+    def refresh(self) -> Tokens:
+        """Refresh the tokens now (or join the refresh under way).
+
+        Returns:
+            The new tokens.
+
+        Raises:
+            UserRefreshFailed: The server refused; the user is logged out.
+            RefreshUnavailable: The refresh could not be done now.
+            InvalidUser: The user is logged out.
+        """
+        decision = self._decide_forced()
+        return self._after_flight(decision.flight, self._await(decision), False).tokens
+
+    async def arefresh(self) -> Tokens:
+        """The async form of `refresh`."""
+        decision = self._decide_forced()
+        outcome = await self._aawait(decision)
+        return self._after_flight(decision.flight, outcome, False).tokens
+
+    def logout(self) -> None:
+        """Log the user out: forget the tokens, then revoke them (RFC 7009).
+
+        The tokens are cleared in memory and in the store whatever the
+        revocation endpoint answers; a failed revocation is logged as a
+        warning. Requests waiting for a refresh fail with `InvalidUser`.
+        """
+        tokens = self._end_session()
+        try:
+            self.store.clear()
+        except Exception as exc:
+            logger.warning("could not clear the token store at logout: %r", exc)
+        if tokens is None:
+            return
+        self._announce_logout(None)
+        for request in self._revocations(tokens):
+            try:
+                response = self.provider.send(request)
+            except httpx.TransportError as exc:
+                _revocation_failed(type(exc).__name__)
+            else:
+                _revocation_answered(response)
+
+    async def alogout(self) -> None:
+        """The async form of `logout`."""
+        tokens = self._end_session()
+        try:
+            await self.store.aclear()
+        except Exception as exc:
+            logger.warning("could not clear the token store at logout: %r", exc)
+        if tokens is None:
+            return
+        self._announce_logout(None)
+        for request in self._revocations(tokens):
+            try:
+                response = await self.provider.asend(request)
+            except httpx.TransportError as exc:
+                _revocation_failed(type(exc).__name__)
+            else:
+                _revocation_answered(response)
+
+    # -- The edges used by UserAuth ---------------------------------------------
+
+    def acquire(self) -> Grant:
+        """The tokens to send a request with, refreshing first when due (S2)."""
+        decision = self._decide_send()
+        if isinstance(decision, Grant):
+            return decision
+        return self._after_flight(decision.flight, self._await(decision), True)
+
+    async def aacquire(self) -> Grant:
+        """The async form of `acquire`."""
+        decision = self._decide_send()
+        if isinstance(decision, Grant):
+            return decision
+        outcome = await self._aawait(decision)
+        return self._after_flight(decision.flight, outcome, True)
+
+    def recover(self, generation: int) -> Grant | None:
+        """Tokens to resend with after the API rejected `generation` (R2).
+
+        Returns ``None`` when the 401 should go to the caller as it is (the
+        loop guard's budget is spent).
+        """
+        decision = self._decide_recover(generation)
+        if decision is None or isinstance(decision, Grant):
+            return decision
+        return self._after_flight(decision.flight, self._await(decision), False)
+
+    async def arecover(self, generation: int) -> Grant | None:
+        """The async form of `recover`."""
+        decision = self._decide_recover(generation)
+        if decision is None or isinstance(decision, Grant):
+            return decision
+        outcome = await self._aawait(decision)
+        return self._after_flight(decision.flight, outcome, False)
+
+    # -- Decisions (no I/O) -----------------------------------------------------
+
+    def _logged_out_error(self, generation: int | None = None) -> InvalidUser:
+        failure = self._failure
+        if failure is not None and failure[0] == generation:
+            return failure[1].clone()
+        return InvalidUser("the user is logged out; log in again")
+
+    def _start(self, tokens: Tokens, *, proactive: bool) -> _Lead:
+        flight = Flight(tokens, self._generation, proactive=proactive)
+        self._flight = flight
+        logger.debug(
+            "refresh started (%s) for access token %s",
+            "expiring" if proactive else "rejected",
+            fingerprint(tokens.access_token),
+        )
+        return _Lead(flight)
+
+    def _decide_send(self) -> _Decision:
+        with self._lock:
+            tokens = self._tokens
+            if tokens is None:
+                raise self._logged_out_error()
+            # R4: while a refresh is under way, new requests wait for it.
+            if self._flight is not None:
+                return _Join(self._flight)
+            grant = Grant(tokens, self._generation)
+            now = self._clock()
+            if not tokens.is_due(self.leeway, now):
+                return grant
+            expired = tokens.is_expired(now)
+            mono = self._monotonic()
+            if mono < self._not_before:
+                # F4: the server asked us to wait; a token that still works
+                # is better than an error.
+                if not expired:
+                    return grant
+                raise self._unavailable_error()
+            if not expired and mono < self._proactive_pause_until:
+                return grant
+            return self._start(tokens, proactive=True)
+
+    def _decide_recover(self, generation: int) -> _Decision | None:
+        with self._lock:
+            tokens = self._tokens
+            if tokens is None:
+                raise self._logged_out_error(generation)
+            # R2: the user moved on since this request was sent: resend.
+            if self._generation != generation:
+                return Grant(tokens, self._generation)
+            if self._flight is not None:
+                return _Join(self._flight)
+            mono = self._monotonic()
+            if mono < self._not_before:
+                raise self._unavailable_error()
+            if not self._within_budget(mono):
+                return None
+            self._reactive_starts.append(mono)
+            return self._start(tokens, proactive=False)
+
+    def _decide_forced(self) -> _Join | _Lead:
+        with self._lock:
+            tokens = self._tokens
+            if tokens is None:
+                raise self._logged_out_error()
+            if self._flight is not None:
+                return _Join(self._flight)
+            if self._monotonic() < self._not_before:
+                raise self._unavailable_error()
+            return self._start(tokens, proactive=False)
+
+    def _unavailable_error(self) -> RefreshUnavailable:
+        if self._unavailable is not None:
+            return self._unavailable.clone()
+        return RefreshUnavailable("the token endpoint asked us to wait")
+
+    def _within_budget(self, mono: float) -> bool:
+        # R6: a loop guard against an API that rejects every new token.
+        window_start = mono - self.refresh_window
+        starts = self._reactive_starts
+        while starts and starts[0] <= window_start:
+            starts.popleft()
+        if len(starts) < self.refresh_limit:
+            return True
+        if self._budget_warned_at <= window_start:
+            self._budget_warned_at = mono
+            logger.warning(
+                "refresh budget spent: %d refreshes after 401 answers in %.0f s; "
+                "passing further 401 answers to the caller",
+                len(starts),
+                self.refresh_window,
+            )
+        return False
+
+    def _after_flight(self, flight: Flight, outcome: Result, sending: bool) -> Grant:
+        if isinstance(outcome, Refused):
+            raise outcome.error.clone()
+        if isinstance(outcome, Ended):
+            raise InvalidUser(str(outcome.error))
+        with self._lock:
+            tokens = self._tokens
+            if tokens is None:
+                raise self._logged_out_error(flight.generation)
+            grant = Grant(tokens, self._generation)
+            if isinstance(outcome, Refreshed) or self._generation != flight.generation:
+                return grant
+            # F4: a proactive refresh failed for now, and the old token has
+            # not expired yet: send the request with it.
+            if sending and flight.proactive and not tokens.is_expired(self._clock()):
+                return grant
+        raise outcome.error.clone()
+
+    def _settle(self, flight: Flight, outcome: Result) -> bool:
+        """Apply a refresh's outcome, then release its waiters.
+
+        Returns False when the user logged out or logged in anew meanwhile:
+        the outcome is then discarded and never brings the old session back.
+        """
+        with self._lock:
+            if self._flight is not flight:
+                return False
+            self._flight = None
+            if isinstance(outcome, Refreshed):
+                self._tokens = outcome.tokens
+                self._generation += 1
+                self._unavailable = None
+                self._not_before = float("-inf")
+                self._proactive_pause_until = float("-inf")
+            elif isinstance(outcome, Refused):
+                self._tokens = None
+                self._generation += 1
+                self._failure = (flight.generation, outcome.error)
+            elif isinstance(outcome, Unavailable):
+                mono = self._monotonic()
+                self._unavailable = outcome.error
+                if outcome.error.retry_after is not None:
+                    self._not_before = mono + outcome.error.retry_after
+                if flight.proactive:
+                    self._proactive_pause_until = mono + _PROACTIVE_PAUSE
+        flight.complete(outcome)
+
+        if isinstance(outcome, Refreshed):
+            logger.info(
+                "tokens %s: access token %s replaces %s",
+                "adopted from the store" if outcome.adopted else "refreshed",
+                fingerprint(outcome.tokens.access_token),
+                fingerprint(flight.tokens.access_token),
+            )
+            for callback in list(self._on_refreshed):
+                _call_safely(callback, outcome.tokens)
+        elif isinstance(outcome, Refused):
+            logger.warning(
+                "refresh refused (%s); the user is logged out", outcome.error.error
+            )
+            self._announce_logout(outcome.error)
+        elif isinstance(outcome, Unavailable):
+            logger.warning("refresh unavailable: %s", outcome.error)
+        return True
+
+    def _adopt_login(self, tokens: Tokens) -> None:
+        with self._lock:
+            self._tokens = tokens
+            self._generation += 1
+            self._failure = None
+            self._unavailable = None
+            self._not_before = float("-inf")
+            self._proactive_pause_until = float("-inf")
+            flight, self._flight = self._flight, None
+        if flight is not None:
+            flight.complete(Refreshed(tokens, adopted=True))
+
+    def _end_session(self) -> Tokens | None:
+        with self._lock:
+            tokens, self._tokens = self._tokens, None
+            self._generation += 1
+            self._failure = None
+            flight, self._flight = self._flight, None
+        if flight is not None:
+            flight.complete(Ended(InvalidUser("the user logged out")))
+        return tokens
+
+    def _announce_logout(self, error: UserRefreshFailed | None) -> None:
+        logger.info("user logged out")
+        for callback in list(self._on_logged_out):
+            _call_safely(callback, error)
+
+    # -- The refresh itself: steps, then a sync and an async edge ---------------
+
+    def _refresh_form(self, tokens: Tokens) -> dict[str, str] | None:
+        """The token request fields that renew `tokens`, or None if none can."""
+        if tokens.refresh_token is None:
+            return None
+        return {"grant_type": "refresh_token", "refresh_token": tokens.refresh_token}
+
+    def _refresh_steps(self, flight: Flight) -> _Steps:
+        # 1. Someone sharing the store may have refreshed already (P2): take
+        #    their tokens if they are fresh, or at least their refresh token.
+        base = flight.tokens
+        stored = yield _Load()
+        if stored is not None and stored.access_token != base.access_token:
+            if not stored.is_due(self.leeway, self._clock()):
+                return Refreshed(stored, adopted=True)
+            base = stored
+
+        # 2. Ask the token endpoint (RFC 6749 section 6).
+        form = self._refresh_form(base)
+        if form is None:
+            outcome: Result = Refused(
+                UserRefreshFailed(
+                    "the access token was rejected and the user has no refresh "
+                    "token; the user is logged out"
+                )
+            )
+        else:
+            issued_at = self._clock()
+            answer = yield _Post(self.provider.token_request(form))
+            if isinstance(answer, httpx.Response):
+                outcome = classify_token_answer(
+                    answer.status_code,
+                    answer.content,
+                    previous=base,
+                    issued_at=issued_at,
+                    now=self._clock(),
+                    retry_after=answer.headers.get("Retry-After"),
+                    secrets=[self.provider.client_secret],
+                )
+            else:
+                outcome = no_answer(answer)
+
+        # 3. Save before any waiting request is released (F5). New tokens the
+        #    server issued are kept in memory even if the store fails, since
+        #    the old refresh token may already be spent.
+        if isinstance(outcome, Refreshed):
+            problem = yield _Save(outcome.tokens)
+            if problem is not None:
+                logger.error(
+                    "tokens refreshed but the store could not save them: %r", problem
+                )
+        elif isinstance(outcome, Refused):
+            problem = yield _Clear()
+            if problem is not None:
+                logger.error("could not clear the token store: %r", problem)
+        return outcome
+
+    def _perform(self, step: _Step) -> Any:
+        if isinstance(step, _Load):
+            return self.store.load()
+        if isinstance(step, _Post):
+            try:
+                return self.provider.send(step.request)
+            except httpx.TransportError as exc:
+                return exc
+        try:
+            if isinstance(step, _Save):
+                self.store.save(step.tokens)
+            else:
+                self.store.clear()
+        except Exception as exc:
+            return exc
+        return None
+
+    async def _aperform(self, step: _Step) -> Any:
+        if isinstance(step, _Load):
+            return await self.store.aload()
+        if isinstance(step, _Post):
+            try:
+                return await self.provider.asend(step.request)
+            except httpx.TransportError as exc:
+                return exc
+        try:
+            if isinstance(step, _Save):
+                await self.store.asave(step.tokens)
+            else:
+                await self.store.aclear()
+        except Exception as exc:
+            return exc
+        return None
+
+    def _lead(self, flight: Flight) -> None:
+        outcome: Result | None = None
+        try:
+            with self.store.lock():
+                steps = self._refresh_steps(flight)
+                reply = None
+                while True:
+                    try:
+                        step = steps.send(reply)
+                    except StopIteration as stop:
+                        outcome = stop.value
+                        break
+                    reply = self._perform(step)
+        except Exception as exc:
+            outcome = _store_trouble(exc)
+        finally:
+            stale = self._conclude(flight, outcome)
+            if stale is not None:
+                _undo(self, stale)
+
+    async def _alead(self, flight: Flight) -> None:
+        outcome: Result | None = None
+        try:
+            async with self.store.alock():
+                steps = self._refresh_steps(flight)
+                reply = None
+                while True:
+                    try:
+                        step = steps.send(reply)
+                    except StopIteration as stop:
+                        outcome = stop.value
+                        break
+                    reply = await self._aperform(step)
+        except Exception as exc:
+            outcome = _store_trouble(exc)
+        finally:
+            stale = self._conclude(flight, outcome)
+            if stale is not None:
+                await _aundo(self, stale)
+
+    def _conclude(self, flight: Flight, outcome: Result | None) -> Tokens | None:
+        """Settle the flight; return tokens that must leave the store again
+        because the user logged out or in anew while they were fetched."""
+        if outcome is None:
+            outcome = Unavailable(RefreshUnavailable("the refresh was interrupted"))
+        if self._settle(flight, outcome):
+            return None
+        if isinstance(outcome, Refreshed) and not outcome.adopted:
+            return outcome.tokens
+        return None
+
+    def _await(self, decision: _Join | _Lead) -> Result:
+        if isinstance(decision, _Lead):
+            self._lead(decision.flight)
+        return self._checked(decision.flight.wait(self.wait_timeout))
+
+    async def _aawait(self, decision: _Join | _Lead) -> Result:
+        flight = decision.flight
+        if isinstance(decision, _Lead):
+            # F6: the refresh runs as its own task, so cancelling the request
+            # that started it stops neither the refresh nor its saving.
+            flight.task = asyncio.get_running_loop().create_task(self._alead(flight))
+        return self._checked(await flight.wait_async(self.wait_timeout))
+
+    def _checked(self, outcome: Result | None) -> Result:
+        if outcome is None:
+            raise RefreshUnavailable(
+                f"a refresh under way did not finish within {self.wait_timeout:g} s"
+            )
+        return outcome
+
+    # -- Revocation at logout (RFC 7009) ------------------------------------------
+
+    def _revocations(self, tokens: Tokens) -> list[httpx.Request]:
+        endpoint = self.provider.revocation_endpoint
+        if endpoint is None:
+            return []
+        # The refresh token first: revoking it ends the grant on most servers,
+        # which also invalidates the access token (RFC 7009 section 2.1).
+        pairs = [
+            (tokens.refresh_token, "refresh_token"),
+            (tokens.access_token, "access_token"),
+        ]
+        return [
+            self.provider.authenticated_request(
+                endpoint, {"token": token, "token_type_hint": hint}
+            )
+            for token, hint in pairs
+            if token
+        ]
+
+
+def _revocation_failed(reason: str) -> None:
+    logger.warning("token revocation failed at logout: %s", reason)
+
+
+def _revocation_answered(response: httpx.Response) -> None:
+    if response.status_code != 200:
+        logger.warning(
+            "token revocation failed at logout: HTTP %d", response.status_code
+        )
+
+
+def _undo(user: User, tokens: Tokens) -> None:
+    # A refresh finished after logout or a new login. Its tokens were already
+    # saved; put the store back to what the user now is.
+    current = user.tokens
+    try:
+        if current is not None:
+            user.store.save(current)
+        elif user.store.load() == tokens:
+            user.store.clear()
+    except Exception as exc:
+        logger.error("could not restore the token store: %r", exc)
+
+
+async def _aundo(user: User, tokens: Tokens) -> None:
+    current = user.tokens
+    try:
+        if current is not None:
+            await user.store.asave(current)
+        elif await user.store.aload() == tokens:
+            await user.store.aclear()
+    except Exception as exc:
+        logger.error("could not restore the token store: %r", exc)
+
+
+def _store_trouble(exc: Exception) -> Unavailable:
+    logger.warning("refresh failed for now: the token store failed: %r", exc)
+    error = RefreshUnavailable(
+        f"the token store failed ({type(exc).__name__}); the user is still logged in"
+    )
+    error.__cause__ = exc
+    return Unavailable(error)
+
+
+def _discard(callbacks: list[Any], callback: Any) -> None:
+    if callback in callbacks:
+        callbacks.remove(callback)
+
+
+def _call_safely(callback: Callable[[Any], object], argument: Any) -> None:
+    try:
+        result = callback(argument)
+        if isinstance(result, Awaitable):
+            logger.warning("event callbacks must be plain functions, not coroutines")
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+    except Exception:
+        logger.exception("a user event callback raised")
