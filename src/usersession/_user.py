@@ -324,33 +324,38 @@ class User:
             tokens = self._tokens
             if tokens is None:
                 raise self._logged_out_error()
-            # R4: while a refresh is under way, new requests wait for it.
-            if self._flight is not None:
-                return _Join(self._flight)
-            grant = Grant(tokens, self._generation)
-            now = self._clock()
-            if not tokens.is_due(self.leeway, now):
+            return self._decide_send_locked(tokens)
+
+    def _decide_send_locked(self, tokens: Tokens) -> _Decision:
+        # R4: while a refresh is under way, new requests wait for it.
+        if self._flight is not None:
+            return _Join(self._flight)
+        grant = Grant(tokens, self._generation)
+        now = self._clock()
+        if not tokens.is_due(self.leeway, now):
+            return grant
+        expired = tokens.is_expired(now)
+        mono = self._monotonic()
+        if mono < self._not_before:
+            # F4: the server asked us to wait; a token that still works is
+            # better than an error.
+            if not expired:
                 return grant
-            expired = tokens.is_expired(now)
-            mono = self._monotonic()
-            if mono < self._not_before:
-                # F4: the server asked us to wait; a token that still works
-                # is better than an error.
-                if not expired:
-                    return grant
-                raise self._unavailable_error()
-            if not expired and mono < self._proactive_pause_until:
-                return grant
-            return self._start(tokens, proactive=True)
+            raise self._unavailable_error()
+        if not expired and mono < self._proactive_pause_until:
+            return grant
+        return self._start(tokens, proactive=True)
 
     def _decide_recover(self, generation: int) -> _Decision | None:
         with self._lock:
             tokens = self._tokens
             if tokens is None:
                 raise self._logged_out_error(generation)
-            # R2: the user moved on since this request was sent: resend.
+            # R2: the user moved on since this request was sent: resend with
+            # the current token, as a new request would go out (a resend is
+            # the request's last chance, so not with a token about to expire).
             if self._generation != generation:
-                return Grant(tokens, self._generation)
+                return self._decide_send_locked(tokens)
             if self._flight is not None:
                 return _Join(self._flight)
             mono = self._monotonic()
@@ -440,8 +445,9 @@ class User:
                     self._not_before = mono + outcome.error.retry_after
                 if flight.proactive:
                     self._proactive_pause_until = mono + _PROACTIVE_PAUSE
-        flight.complete(outcome)
 
+        # Events fire before any waiting request is released, so a listener
+        # hears of new tokens before they are used.
         if isinstance(outcome, Refreshed):
             logger.info(
                 "tokens %s: access token %s replaces %s",
@@ -458,6 +464,7 @@ class User:
             self._announce_logout(outcome.error)
         elif isinstance(outcome, Unavailable):
             logger.warning("refresh unavailable: %s", outcome.error)
+        flight.complete(outcome)
         return True
 
     def _adopt_login(self, tokens: Tokens) -> None:
@@ -632,7 +639,14 @@ class User:
 
     def _await(self, decision: _Join | _Lead) -> Result:
         if isinstance(decision, _Lead):
-            self._lead(decision.flight)
+            # F6: the refresh runs in a thread of its own, so a request that
+            # gives up waiting (an interrupt, a logout) neither stops it nor
+            # loses a rotated refresh token the server already issued. The
+            # thread is not a daemon: a program that exits meanwhile still
+            # saves the new tokens first.
+            threading.Thread(
+                target=self._lead, args=(decision.flight,), name="usersession-refresh"
+            ).start()
         return self._checked(decision.flight.wait(self.wait_timeout))
 
     async def _aawait(self, decision: _Join | _Lead) -> Result:

@@ -1,0 +1,7 @@
+"""``python -m usersession``: the same as the ``usersession`` command."""
+
+import sys
+
+from ._cli import main
+
+sys.exit(main())

@@ -1,0 +1,52 @@
+"""``usersession demo``: the main job runs clean and judges itself."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+from usersession._cli import main
+from usersession._demo import verdict
+from usersession._workload import Tally
+
+
+def test_demo_runs_clean(capsys: pytest.CaptureFixture[str]) -> None:
+    """A short demo: zero failed requests and no extra token-endpoint call."""
+    status = main(
+        ["demo", "--duration", "4", "--lifetime", "2", "--threads", "2", "--tasks", "4"]
+    )
+    out = capsys.readouterr().out
+    assert status == 0, out
+    table = dict(re.findall(r"^  ([a-z0-9 -]+?)  +(\d+)", out, flags=re.MULTILINE))
+    assert int(table["requests failed"]) == 0
+    assert int(table["requests sent"]) == int(table["answered 200"]) > 0
+    assert int(table["token-endpoint calls"]) <= int(table["renewals needed"])
+    # 4 s of 2 s tokens refreshed at half-life, and one revocation.
+    assert int(table["token-endpoint calls"]) >= 3
+    assert out.rstrip().endswith("OK")
+
+
+def test_demo_verdict_fails_on_a_failed_request_or_extra_token_calls() -> None:
+    clean = Tally(sent=10, ok=10, renewals_needed=2)
+    assert verdict(clean, 2) == []
+    assert verdict(clean, 3) == ["3 token-endpoint calls for 2 renewals needed"]
+    assert verdict(Tally(sent=10, ok=9, failed=1, renewals_needed=2), 2) == [
+        "1 requests failed"
+    ]
+    assert verdict(Tally(), 0) == ["no request was sent"]
+
+
+def test_cli_help_and_bad_flags() -> None:
+    """Every command has --help; a bad flag is one clear line and exit 2."""
+    run = [sys.executable, "-m", "usersession"]
+    helped = subprocess.run([*run, "demo", "--help"], capture_output=True, text=True)
+    assert helped.returncode == 0
+    assert "--duration" in helped.stdout
+    bad = subprocess.run(
+        [*run, "demo", "--duration", "-1"], capture_output=True, text=True
+    )
+    assert bad.returncode == 2
+    assert "must be a positive number" in bad.stderr
