@@ -7,7 +7,7 @@ import logging
 import ssl
 import threading
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Generator, Mapping
 from typing import Any, Literal
 
 import httpx
@@ -195,22 +195,20 @@ class Provider:
             InsecureTransport: The issuer or an endpoint is plain HTTP to a
                 non-loopback host.
         """
-        check_transport(issuer, what="discovery requests")
-        probe = cls._probe(options)
-        with probe._client() as client:
-            for url in cls._metadata_urls(issuer):
-                try:
-                    response = client.get(url, headers={"Accept": "application/json"})
-                except httpx.TransportError as exc:
-                    raise DiscoveryError(
-                        f"could not fetch discovery metadata from {url}: "
-                        f"{type(exc).__name__}"
-                    ) from exc
-                if response.status_code == 200:
-                    return cls._from_metadata(
-                        issuer, _json(response), client_id, client_secret, options
-                    )
-        raise DiscoveryError(f"no discovery metadata found for issuer {issuer!r}")
+        probe, steps = cls._probe(options), cls._discovery(issuer, options)
+        request = next(steps)
+        while True:
+            try:
+                answer: httpx.Response | httpx.TransportError = probe.send(request)
+            except httpx.TransportError as exc:
+                answer = exc
+            try:
+                request = steps.send(answer)
+            except StopIteration as stop:
+                metadata: Any = stop.value
+                return cls._from_metadata(
+                    issuer, metadata, client_id, client_secret, options
+                )
 
     @classmethod
     async def adiscover(
@@ -221,23 +219,40 @@ class Provider:
         **options: Any,
     ) -> Provider:
         """The async form of `discover`."""
+        probe, steps = cls._probe(options), cls._discovery(issuer, options)
+        request = next(steps)
+        while True:
+            try:
+                answer: httpx.Response | httpx.TransportError = await probe.asend(
+                    request
+                )
+            except httpx.TransportError as exc:
+                answer = exc
+            try:
+                request = steps.send(answer)
+            except StopIteration as stop:
+                metadata: Any = stop.value
+                return cls._from_metadata(
+                    issuer, metadata, client_id, client_secret, options
+                )
+
+    @classmethod
+    def _discovery(
+        cls, issuer: str, options: Mapping[str, Any]
+    ) -> Generator[httpx.Request, httpx.Response | httpx.TransportError, Any]:
+        """The discovery requests, one answer at a time; returns the document."""
         check_transport(issuer, what="discovery requests")
-        probe = cls._probe(options)
-        async with probe._async_client() as client:
-            for url in cls._metadata_urls(issuer):
-                try:
-                    response = await client.get(
-                        url, headers={"Accept": "application/json"}
-                    )
-                except httpx.TransportError as exc:
-                    raise DiscoveryError(
-                        f"could not fetch discovery metadata from {url}: "
-                        f"{type(exc).__name__}"
-                    ) from exc
-                if response.status_code == 200:
-                    return cls._from_metadata(
-                        issuer, _json(response), client_id, client_secret, options
-                    )
+        for url in cls._metadata_urls(issuer):
+            answer = yield httpx.Request(
+                "GET", url, headers={"Accept": "application/json"}
+            )
+            if isinstance(answer, httpx.TransportError):
+                raise DiscoveryError(
+                    f"could not fetch discovery metadata from {url}: "
+                    f"{type(answer).__name__}"
+                ) from answer
+            if answer.status_code == 200:
+                return _json(answer)
         raise DiscoveryError(f"no discovery metadata found for issuer {issuer!r}")
 
     @classmethod
