@@ -129,11 +129,13 @@ def test_r6_loop_guard_limits_refreshes_after_401s(
 def test_r6_proactive_refreshes_do_not_count(dev: DevServer, mode: Mode) -> None:
     """R6: refreshes before expiry leave the 401 budget untouched."""
     now = [0.0]
-    user = login(dev, clock=lambda: now[0], refresh_limit=1)
+    mono = [0.0]
+    user = login(dev, clock=lambda: now[0], monotonic=lambda: mono[0], refresh_limit=1)
     tokens = user.tokens
     assert tokens is not None and tokens.expires_at is not None
     for step in range(3):
         now[0] = tokens.expires_at + step * 7200  # due again each time
+        mono[0] += 7200
         assert send(user, mode, "GET", f"{dev.api_url}/me").status_code == 200
     user_tokens = user.tokens
     assert user_tokens is not None
@@ -223,16 +225,16 @@ def test_r2_late_401_after_refresh_resends_without_a_second_refresh(
 ) -> None:
     """R2: a 401 for an older generation resends with the current token."""
     user = login(dev)
-    first = user.acquire()
+    first = user._acquire()
     user.refresh()
     assert dev.stats().refresh_grants == 1
-    again = user.recover(first.generation)
+    again = user._recover(first.generation)
     assert again is not None
     assert again.generation > first.generation
     assert again.tokens is user.tokens
     assert dev.stats().token_requests == 1
 
     async def async_side() -> usersession._user.Grant | None:
-        return await user.arecover(first.generation)
+        return await user._arecover(first.generation)
 
     assert asyncio.run(async_side()) == again

@@ -130,3 +130,25 @@ def test_f4_retry_after_in_seconds_and_as_a_date() -> None:
     assert parse_retry_after("Thu, 01 Jan 1970 00:00:00 GMT", now=1000.0) == 0.0
     assert parse_retry_after("tomorrow", now=1000.0) is None
     assert parse_retry_after(None, now=1000.0) is None
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"access_token":"NEW-AT-1234","refresh_token":"NEW-RT-4567","exp',
+        b"access_token=NEW-AT-1234&refresh_token=NEW-RT-4567",
+        b"<pre>Authorization: Basic TkVXLUFULTEyMzQ6TkVXLVJULTQ1Njc=</pre>",
+        b"<pre>authorization: bearer NEW-AT-1234</pre>",
+        b"{'id_token': 'NEW-AT-1234', 'code': 'NEW-RT-4567'}",
+    ],
+    ids=["cut-json", "form", "basic", "bearer", "python-repr"],
+)
+def test_x1_excerpts_mask_credentials_in_any_encoding(body: bytes) -> None:
+    """X1: tokens the client never knew (new ones, another user's) and
+    credentials in header form are masked too."""
+    outcome = classify(200, body)
+    assert isinstance(outcome, Unavailable)
+    text = outcome.error.body_excerpt or ""
+    for secret in ("NEW-AT-1234", "NEW-RT-4567", "TkVXLUFULTEyMzQ6TkVXLVJULTQ1Njc"):
+        assert secret not in text
+    assert "[secret]" in text

@@ -342,3 +342,133 @@ def test_p4_an_unreachable_store_makes_refreshes_fail_for_now(
     assert dev.stats().token_requests == 0
     store.broken = False
     assert send(user, mode, "GET", f"{dev.api_url}/me").status_code == 200
+
+
+def test_f6_an_event_loop_closing_mid_refresh_loses_no_rotated_token(
+    dev: DevServer,
+) -> None:
+    """F6: the loop that asked for the refresh ends while the server's
+    answer (already rotated) is on its way; the refresh still completes and
+    is saved, and the next request anywhere uses the new tokens."""
+    user = login(dev)
+    assert user.tokens is not None
+    dev.revoke_access_token(user.tokens.access_token)
+    dev.inject("token", Fault.late_answer(0.5))
+
+    async def impatient() -> None:
+        async with usersession.AsyncClient(user) as client:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(client.get(f"{dev.api_url}/me"), 0.1)
+
+    asyncio.run(impatient())  # the loop is closed from here on
+    assert send(user, "sync", "GET", f"{dev.api_url}/me").status_code == 200
+    assert dev.stats().token_requests == 1
+    assert dev.stats().reuse_detections == 0
+    assert user.store.load() == user.tokens
+
+
+def test_s2_a_zero_lifetime_does_not_call_the_token_endpoint_per_request(
+    mode: Mode,
+) -> None:
+    """S2: tokens issued with expires_in 0 are refreshed at most once a
+    second before use, not once per request."""
+    calls = 0
+
+    def token_endpoint(request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        return httpx.Response(200, json={"access_token": f"a{calls}", "expires_in": 0})
+
+    async def async_token_endpoint(request: httpx.Request) -> httpx.Response:
+        return token_endpoint(request)
+
+    provider = usersession.Provider(
+        "https://as.example/token",
+        "c",
+        "s",
+        transport=httpx.MockTransport(token_endpoint),
+        async_transport=httpx.MockTransport(async_token_endpoint),
+    )
+    user = usersession.User(
+        provider,
+        usersession.Tokens.from_response(
+            {"access_token": "a0", "refresh_token": "r", "expires_in": 0}
+        ),
+    )
+
+    def api(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200)
+
+    async def async_api(request: httpx.Request) -> httpx.Response:
+        return api(request)
+
+    if mode == "sync":
+        with usersession.Client(user, transport=httpx.MockTransport(api)) as client:
+            for _ in range(50):
+                client.get("https://api.example/")
+    else:
+
+        async def go() -> None:
+            async with usersession.AsyncClient(
+                user, transport=httpx.MockTransport(async_api)
+            ) as client:
+                for _ in range(50):
+                    await client.get("https://api.example/")
+
+        asyncio.run(go())
+    assert calls <= 2
+
+
+def test_f3_no_refresh_token_and_a_token_still_valid_keeps_the_user(
+    dev: DevServer, mode: Mode
+) -> None:
+    """A token inside the leeway with no refresh token is still sent; only a
+    rejection ends the session (F3)."""
+    now = [0.0]
+    payload = dev.login(refresh_token=False)
+    user = usersession.User(
+        provider_for(dev),
+        usersession.Tokens.from_response(payload),
+        clock=lambda: now[0],
+    )
+    assert user.tokens is not None and user.tokens.expires_at is not None
+    now[0] = user.tokens.expires_at - 5
+    assert send(user, mode, "GET", f"{dev.api_url}/me").status_code == 200
+    assert user.is_logged_in
+    assert dev.stats().token_requests == 0
+
+
+def test_refresh_from_an_event_callback_is_refused(dev: DevServer) -> None:
+    """A callback that calls refresh() would start a refresh per refresh."""
+    user = login(dev)
+    errors: list[BaseException] = []
+
+    def again(tokens: usersession.Tokens) -> None:
+        try:
+            user.refresh()
+        except usersession.ClientError as exc:
+            errors.append(exc)
+
+    user.on_refreshed(again)
+    user.refresh()
+    assert len(errors) == 1
+    assert "callback" in str(errors[0])
+    assert dev.stats().token_requests == 1
+
+
+def test_f4_during_retry_after_the_error_says_no_call_was_made(
+    dev: DevServer,
+) -> None:
+    clock = [10.0]
+    user = login(dev, monotonic=lambda: clock[0])
+    assert user.tokens is not None
+    dev.revoke_access_token(user.tokens.access_token)
+    dev.inject("token", Fault.status(503, "busy", headers={"Retry-After": "30"}))
+    with pytest.raises(usersession.RefreshUnavailable):
+        send(user, "sync", "GET", f"{dev.api_url}/me")
+    clock[0] += 20
+    with pytest.raises(usersession.RefreshUnavailable) as caught:
+        send(user, "sync", "GET", f"{dev.api_url}/me")
+    assert caught.value.retry_after == 10.0
+    assert "wait 10.0 s more" in str(caught.value)
+    assert dev.stats().token_requests == 1

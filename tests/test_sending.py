@@ -182,3 +182,13 @@ def test_s6_the_id_token_is_never_sent(dev: DevServer, mode: Mode) -> None:
     response = send(user, mode, "GET", f"{dev.api_url}/echo")
     assert user.tokens.id_token not in str(response.json())
     assert response.json()["authorization"] == f"Bearer {user.tokens.access_token}"
+
+
+@pytest.mark.parametrize(
+    "origin", ["api.example.com", "https://api.example.com/path", "ftp://x"]
+)
+def test_s4_allowed_origins_must_be_origins(origin: str) -> None:
+    provider = usersession.Provider("https://as.example/token", "c", "s")
+    user = usersession.User(provider, usersession.Tokens("a", "r"))
+    with pytest.raises(ValueError, match="allowed_origins"):
+        usersession.UserAuth(user, allowed_origins=[origin])

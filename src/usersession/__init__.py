@@ -16,7 +16,10 @@ from ._errors import (
     StoreError,
     UserRefreshFailed,
 )
+from ._filestore import FileStore
+from ._keyringstore import KeyringStore
 from ._provider import DiscoveryError, Provider
+from ._redisstore import RedisStore
 from ._store import MemoryStore, TokenStore
 from ._tokens import Tokens
 from ._user import User
@@ -26,10 +29,13 @@ __all__ = [
     "Client",
     "ClientError",
     "DiscoveryError",
+    "FileStore",
     "InsecureTransport",
     "InvalidUser",
+    "KeyringStore",
     "MemoryStore",
     "Provider",
+    "RedisStore",
     "RefreshUnavailable",
     "StoreError",
     "TokenStore",

@@ -79,7 +79,7 @@ class UserAuth(httpx.Auth):
         self.allowed_origins: frozenset[Origin] | None = (
             None
             if allowed_origins is None
-            else frozenset(origin_of(origin) for origin in allowed_origins)
+            else frozenset(_parse_origin(origin) for origin in allowed_origins)
         )
 
     def __repr__(self) -> str:
@@ -149,10 +149,10 @@ class UserAuth(httpx.Auth):
             if isinstance(step, _Send):
                 reply = yield step.request
             elif isinstance(step, _Acquire):
-                reply = self.user.acquire()
+                reply = self.user._acquire()
             elif isinstance(step, _Recover):
                 try:
-                    reply = self.user.recover(step.generation)
+                    reply = self.user._recover(step.generation)
                 except ClientError as exc:
                     error = exc
             else:
@@ -174,10 +174,10 @@ class UserAuth(httpx.Auth):
             if isinstance(step, _Send):
                 reply = yield step.request
             elif isinstance(step, _Acquire):
-                reply = await self.user.aacquire()
+                reply = await self.user._aacquire()
             elif isinstance(step, _Recover):
                 try:
-                    reply = await self.user.arecover(step.generation)
+                    reply = await self.user._arecover(step.generation)
                 except ClientError as exc:
                     error = exc
             else:
@@ -190,3 +190,13 @@ def _authorize(request: httpx.Request, grant: Grant, target: Origin) -> None:
     # S6: always the access token, never the id token.
     request.headers["Authorization"] = f"Bearer {grant.tokens.access_token}"
     request.extensions = {**request.extensions, ORIGIN_EXTENSION: target}
+
+
+def _parse_origin(text: str) -> Origin:
+    url = httpx.URL(text)
+    if url.scheme not in ("http", "https") or not url.host or url.path not in "/":
+        raise ValueError(
+            f"allowed_origins takes origins like 'https://api.example.com' or "
+            f"'http://127.0.0.1:8000', not {text!r}"
+        )
+    return origin_of(url)

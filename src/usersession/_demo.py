@@ -2,15 +2,42 @@
 
 from __future__ import annotations
 
+import dataclasses
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import TextIO
 
+from ._fleet import FleetSpec, combine, run_fleet, store_from_spec
 from ._provider import Provider
+from ._store import TokenStore
 from ._tokens import Tokens
 from ._user import User
 from ._workload import Tally, Workload
 from .devserver import DevServer
 
-__all__ = ["run_demo", "verdict"]
+__all__ = ["DemoOptions", "run_demo", "verdict"]
+
+#: A refresh counts as needed when the token it replaced was at least this
+#: close to its refresh time (server and client clocks differ by the time a
+#: token answer takes to arrive).
+_DUE_TOLERANCE = 0.25
+
+
+@dataclasses.dataclass(frozen=True)
+class DemoOptions:
+    """The demo's knobs (see ``usersession demo --help``)."""
+
+    duration: float = 10.0
+    threads: int = 4
+    tasks: int = 8
+    lifetime: float = 4.0
+    revocations: int = 1
+    processes: int = 1
+    store: str = "memory"
+    redis_url: str = "redis://127.0.0.1:6379/0"
 
 
 class _Progress:
@@ -39,56 +66,125 @@ class _Progress:
             self._stream.flush()
 
 
-def run_demo(
-    *,
-    duration: float,
-    threads: int,
-    tasks: int,
-    lifetime: float,
-    revocations: int,
-    out: TextIO,
-    progress_stream: TextIO,
-) -> int:
+def _revoke_times(options: DemoOptions) -> tuple[float, ...]:
+    # Spread evenly through the run, away from its ends.
+    n = options.revocations
+    return tuple(options.duration * (i + 1) / (n + 1) for i in range(n))
+
+
+def _store_spec(options: DemoOptions, folder: Path) -> str | None:
+    if options.store == "file":
+        return f"file:{folder / 'tokens.json'}"
+    if options.store == "redis":
+        return f"{options.redis_url}#usersession:demo:{time.time_ns()}"
+    return None
+
+
+def _one_process(
+    dev: DevServer, user: User, options: DemoOptions, progress: _Progress
+) -> Tally:
+    workload = Workload(
+        user,
+        f"{dev.api_url}/me",
+        threads=options.threads,
+        tasks=options.tasks,
+        duration=options.duration,
+        revoke_at=_revoke_times(options),
+        revoke=dev.revoke_access_token,
+    )
+    tally = workload.run(progress)
+    progress.done()
+    return tally
+
+
+def _many_processes(
+    dev: DevServer, store: TokenStore, spec: str, options: DemoOptions, out: TextIO
+) -> Tally:
+    fleet = FleetSpec(
+        token_endpoint=dev.token_endpoint,
+        client_id=dev.client_id,
+        client_secret=dev.client_secret,
+        url=f"{dev.api_url}/me",
+        store=spec,
+        threads=options.threads,
+        tasks=options.tasks,
+        duration=options.duration,
+    )
+
+    def revoke_on_schedule() -> None:
+        start = time.monotonic()
+        for at in _revoke_times(options):
+            time.sleep(max(0.0, at - (time.monotonic() - start)))
+            current = store.load()
+            if current is not None:
+                dev.revoke_access_token(current.access_token)
+
+    revoker = threading.Thread(target=revoke_on_schedule, daemon=True)
+    out.write(f"  {options.processes} processes running...\n")
+    out.flush()
+    tallies = run_fleet(fleet, options.processes, while_running=revoker.start)
+    revoker.join()
+    return combine(tallies)
+
+
+def run_demo(options: DemoOptions, *, out: TextIO, progress_stream: TextIO) -> int:
     """Run the demo; return 0 when every request succeeded with no extra
     token-endpoint call, 1 otherwise."""
-    # Revocations spread evenly through the run, away from its ends.
-    revoke_at = tuple(
-        duration * (n + 1) / (revocations + 1) for n in range(revocations)
-    )
-    with DevServer(access_token_lifetime=lifetime, rotate_refresh_tokens=True) as dev:
+    with (
+        tempfile.TemporaryDirectory(prefix="usersession-demo-") as folder,
+        DevServer(access_token_lifetime=options.lifetime) as dev,
+    ):
+        spec = _store_spec(options, Path(folder))
+        store = None if spec is None else store_from_spec(spec)
         provider = Provider.discover(dev.issuer, dev.client_id, dev.client_secret)
-        user = User(provider, Tokens.from_response(dev.login()))
-        workload = Workload(
-            user,
-            f"{dev.api_url}/me",
-            threads=threads,
-            tasks=tasks,
-            duration=duration,
-            revoke_at=revoke_at,
-            revoke=dev.revoke_access_token,
+        user = User(provider, Tokens.from_response(dev.login()), store=store)
+        sharing = (
+            "one user"
+            if options.processes == 1
+            else (
+                f"one user in each of {options.processes} processes, "
+                f"through a {options.store} store"
+            )
         )
         out.write(
-            f"usersession demo: {threads} threads and {tasks} asyncio tasks share "
-            f"one user for {duration:g} s;\naccess tokens live {lifetime:g} s, "
-            f"{revocations} revoked by the server, refresh tokens rotate.\n\n"
+            f"usersession demo: {options.threads} threads and {options.tasks} "
+            f"asyncio tasks share {sharing} for {options.duration:g} s;\n"
+            f"access tokens live {options.lifetime:g} s, {options.revocations} "
+            "revoked by the server, refresh tokens rotate.\n\n"
         )
         out.flush()
-        progress = _Progress(progress_stream)
-        tally = workload.run(progress)
-        progress.done()
-        token_calls = dev.stats().token_requests
+        if options.processes == 1:
+            tally = _one_process(dev, user, options, _Progress(progress_stream))
+        else:
+            assert store is not None
+            assert spec is not None
+            tally = _many_processes(dev, store, spec, options, out)
+        stats = dev.stats()
+        due_age = options.lifetime - min(user.leeway, options.lifetime / 2)
+        expiries = sum(age >= due_age - _DUE_TOLERANCE for age in dev.refresh_ages())
         user.logout()
+        closer: Callable[[], None] | None = getattr(store, "close", None)
+        if closer is not None:
+            closer()
 
+    renewals = min(stats.refresh_grants, expiries + options.revocations)
+    if options.processes == 1:
+        renewals = tally.renewals_needed
+    token_calls = stats.token_requests
     rows = [
         ("requests sent", f"{tally.sent}"),
         ("answered 200", f"{tally.ok}"),
         ("401s seen", f"{tally.unauthorized_seen}"),
         ("requests resent", f"{tally.resent}"),
         ("token-endpoint calls", f"{token_calls}"),
-        ("renewals needed", f"{tally.renewals_needed}  (expiries and revocations)"),
+        ("renewals needed", f"{renewals}  (expiries and revocations)"),
+        ("calls per renewal", f"{token_calls / max(renewals, 1):.2f}"),
+        ("invalid_grant answers", f"{stats.invalid_grant_answers}"),
         ("requests failed", f"{tally.failed}"),
         ("elapsed", f"{tally.elapsed:.2f} s"),
         ("slowest request", f"{tally.slowest * 1000:.0f} ms"),
+        ("requests held", f"{tally.held_requests} (waited for a refresh)"),
+        ("longest hold", f"{tally.held_longest * 1000:.0f} ms"),
         ("requests per second", f"{tally.sent / max(tally.elapsed, 1e-9):.0f}"),
     ]
     width = max(len(name) for name, _ in rows)
@@ -98,7 +194,10 @@ def run_demo(
     for error, count in sorted(tally.errors.items()):
         out.write(f"  {'failed with ' + error:<{width}}  {count}\n")
 
+    tally = dataclasses.replace(tally, renewals_needed=renewals)
     problems = verdict(tally, token_calls)
+    if stats.invalid_grant_answers:
+        problems.append(f"{stats.invalid_grant_answers} invalid_grant answers")
     out.write("\n" + ("FAILED: " + "; ".join(problems) if problems else "OK") + "\n")
     return 1 if problems else 0
 

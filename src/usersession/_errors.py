@@ -49,8 +49,9 @@ class UserRefreshFailed(InvalidUser):
 
     Attributes:
         error: The OAuth error code from the token endpoint (RFC 6749 section
-            5.2), such as ``"invalid_grant"``, or ``None`` when the answer
-            carried none (a bare 401, or a user with no refresh token).
+            5.2), such as ``"invalid_grant"``; ``"invalid_client"`` for a
+            401 that named no code; ``None`` when no token request was made
+            (the user had no refresh token).
         description: The server's ``error_description``, scrubbed of secrets.
         status_code: The HTTP status of the token endpoint's answer, if any.
     """

@@ -55,8 +55,6 @@ class Flight:
         self.generation = generation
         self.proactive = proactive
         self.outcome: Result | None = None
-        # Keeps an async refresh alive while only waiters refer to it.
-        self.task: asyncio.Task[None] | None = None
         self._done = threading.Event()
         self._lock = threading.Lock()
         self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []

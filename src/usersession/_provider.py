@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import ssl
@@ -113,7 +114,7 @@ class Provider:
         for name in _ENDPOINTS:
             url = getattr(self, name)
             if url is not None:
-                check_transport(url, what=f"requests to the {name}")
+                check_transport(url, what=f"{name.replace('_', ' ')} requests")
 
     def __repr__(self) -> str:
         secret = None if self._client_secret is None else REDACTED
@@ -319,9 +320,14 @@ class Provider:
     def send(self, request: httpx.Request) -> httpx.Response:
         """Send a request to the authorization server and read the answer.
 
+        A provider given only an `async_transport` sends through it, on an
+        event loop of this call's own.
+
         Raises:
             httpx.TransportError: No answer came.
         """
+        if self._transport is None and self._async_transport is not None:
+            return asyncio.run(self.asend(request))
         with self._client() as client:
             return client.send(request)
 

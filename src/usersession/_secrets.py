@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -66,11 +67,25 @@ def _redact_json(value: Any) -> Any:
     return value
 
 
+_FIELD_NAMES = "|".join(sorted(SECRET_FIELDS, key=len, reverse=True))
+
+# A credential field with its value, however the answer is encoded: JSON
+# (even cut short), a form, a query string, a header-like line.
+_FIELD_VALUE = re.compile(
+    rf"""(["']?\b(?:{_FIELD_NAMES})["']?\s*[:=]\s*)"""
+    r"""("[^"]*"?|'[^']*'?|[^\s&,;<>"'}\]]+)""",
+    re.IGNORECASE,
+)
+# Credentials of an Authorization header (RFC 9110 section 11.4).
+_AUTH_VALUE = re.compile(r"\b(Bearer|Basic|DPoP)\s+[A-Za-z0-9\-._~+/=]+", re.IGNORECASE)
+
+
 def excerpt(body: bytes, secrets: Iterable[str | None] = ()) -> str:
     """Return the start of a server answer, safe to show in an error message.
 
-    A JSON answer has its credential fields masked before it is cut short, so
-    a token is never half-quoted; any other answer has known secrets replaced.
+    Credential fields are masked wherever they appear, in JSON, cut-short
+    JSON, forms or header-like lines, and every known secret is replaced,
+    all before the text is cut short, so a token is never half-quoted.
     """
     text = body.decode("utf-8", errors="replace")
     try:
@@ -81,6 +96,8 @@ def excerpt(body: bytes, secrets: Iterable[str | None] = ()) -> str:
         if isinstance(parsed, dict | list):
             text = json.dumps(_redact_json(parsed), ensure_ascii=False)
     text = scrub(text, secrets)
+    text = _FIELD_VALUE.sub(lambda m: m.group(1) + REDACTED, text)
+    text = _AUTH_VALUE.sub(lambda m: m.group(1) + " " + REDACTED, text)
     text = " ".join(text.split())
     if len(text) > _EXCERPT_LENGTH:
         text = text[: _EXCERPT_LENGTH - 3] + "..."

@@ -34,7 +34,7 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def check_transport(url: httpx.URL | str, what: str = "a token") -> None:
+def check_transport(url: httpx.URL | str, what: str = "the access token") -> None:
     """Refuse to let a credential travel in clear text to another machine.
 
     Raises:
@@ -46,6 +46,6 @@ def check_transport(url: httpx.URL | str, what: str = "a token") -> None:
     if url.scheme == "http" and is_loopback(url.host):
         return
     raise InsecureTransport(
-        f"refusing to send {what} to {url.scheme}://{url.host}: tokens travel "
-        "only over https, or over http to a loopback host"
+        f"refusing to send {what} over plain {url.scheme} to {url.host}: tokens "
+        "travel only over https, or over http to a loopback host"
     )

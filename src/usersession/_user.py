@@ -2,26 +2,25 @@
 
 The rules a `User` enforces (one refresh at a time, held requests, the
 generation check on a 401, the loop guard, what a failed refresh does) are
-decided here under one thread lock, with no I/O. The I/O itself (the token
-request, the store) is driven by two thin edges, one for threads and one for
-asyncio, that perform the same steps. A refresh started by any thread or
-event loop is waited for by all of them.
+decided here under one thread lock, with no I/O. Each refresh then runs in a
+thread of its own, whoever asked for it, and threads and coroutines of any
+event loop wait for its outcome the same way (see `Flight`). Sync and async
+callers therefore share every decision and every line of the refresh.
 """
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
 
-from ._errors import InvalidUser, RefreshUnavailable, UserRefreshFailed
+from ._errors import ClientError, InvalidUser, RefreshUnavailable, UserRefreshFailed
 from ._flight import Ended, Flight, Result
 from ._oauth import Refreshed, Refused, Unavailable, classify_token_answer, no_answer
 from ._provider import Provider
@@ -29,7 +28,7 @@ from ._secrets import fingerprint
 from ._store import MemoryStore, TokenStore
 from ._tokens import Tokens
 
-__all__ = ["Grant", "User"]
+__all__ = ["Grant", "HeldTime", "User"]
 
 logger = logging.getLogger("usersession")
 
@@ -40,6 +39,9 @@ LoggedOutCallback = Callable[[UserRefreshFailed | None], None]
 #: still valid token for this long before the next proactive attempt.
 _PROACTIVE_PAUSE = 5.0
 
+#: The least time between two proactive refreshes of one user.
+_MIN_PROACTIVE_INTERVAL = 1.0
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Grant:
@@ -47,6 +49,21 @@ class Grant:
 
     tokens: Tokens
     generation: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class HeldTime:
+    """How long requests waited for refreshes, since the user was created.
+
+    Attributes:
+        requests: Requests that waited for a refresh (theirs or another's).
+        seconds: Their waiting, added up.
+        longest: The longest single wait, in seconds.
+    """
+
+    requests: int = 0
+    seconds: float = 0.0
+    longest: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -60,31 +77,6 @@ class _Lead:
 
 
 _Decision = Grant | _Join | _Lead
-
-
-# The steps of a refresh, performed by the sync or the async edge.
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Load:
-    pass
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Save:
-    tokens: Tokens
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Clear:
-    pass
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Post:
-    request: httpx.Request
-
-
-_Step = _Load | _Save | _Clear | _Post
-_Steps = Generator[_Step, Any, Result]
 
 
 class User:
@@ -138,10 +130,12 @@ class User:
         self._unavailable: RefreshUnavailable | None = None
         self._not_before = float("-inf")
         self._proactive_pause_until = float("-inf")
+        self._next_proactive_at = float("-inf")
         self._reactive_starts: collections.deque[float] = collections.deque()
         self._budget_warned_at = float("-inf")
         self._on_refreshed: list[RefreshedCallback] = []
         self._on_logged_out: list[LoggedOutCallback] = []
+        self._held = HeldTime()
 
         if tokens is None:
             tokens = self.store.load()
@@ -166,6 +160,11 @@ class User:
         return self._tokens
 
     @property
+    def held(self) -> HeldTime:
+        """How long requests have waited for refreshes so far."""
+        return self._held
+
+    @property
     def is_logged_in(self) -> bool:
         """True while the user has tokens."""
         return self._tokens is not None
@@ -173,8 +172,10 @@ class User:
     def on_refreshed(self, callback: RefreshedCallback) -> Callable[[], None]:
         """Call `callback(tokens)` each time the user gets new tokens.
 
-        Callbacks run in the thread or task that did the refresh, after the
-        new tokens are saved; an exception in one is logged and ignored.
+        Callbacks run in the refresh's own thread, after the new tokens are
+        saved and before any waiting request is released, so keep them short.
+        An exception in one is logged (its type only) and ignored; calling
+        `refresh` from one raises `ClientError`.
 
         Returns:
             A function that unsubscribes the callback.
@@ -215,11 +216,13 @@ class User:
             RefreshUnavailable: The refresh could not be done now.
             InvalidUser: The user is logged out.
         """
+        _refuse_in_callback("refresh()")
         decision = self._decide_forced()
         return self._after_flight(decision.flight, self._await(decision), False).tokens
 
     async def arefresh(self) -> Tokens:
         """The async form of `refresh`."""
+        _refuse_in_callback("arefresh()")
         decision = self._decide_forced()
         outcome = await self._aawait(decision)
         return self._after_flight(decision.flight, outcome, False).tokens
@@ -265,16 +268,17 @@ class User:
             else:
                 _revocation_answered(response)
 
-    # -- The edges used by UserAuth ---------------------------------------------
+    # -- What UserAuth asks, sync and async -------------------------------------
 
-    def acquire(self) -> Grant:
-        """The tokens to send a request with, refreshing first when due (S2)."""
+    def _acquire(self) -> Grant:
+        """The tokens to send a request with, refreshing first when they are
+        due; waits for a refresh under way."""
         decision = self._decide_send()
         if isinstance(decision, Grant):
             return decision
         return self._after_flight(decision.flight, self._await(decision), True)
 
-    async def aacquire(self) -> Grant:
+    async def _aacquire(self) -> Grant:
         """The async form of `acquire`."""
         decision = self._decide_send()
         if isinstance(decision, Grant):
@@ -282,18 +286,21 @@ class User:
         outcome = await self._aawait(decision)
         return self._after_flight(decision.flight, outcome, True)
 
-    def recover(self, generation: int) -> Grant | None:
-        """Tokens to resend with after the API rejected `generation` (R2).
+    def _recover(self, generation: int) -> Grant | None:
+        """Tokens to resend with after the API rejected the tokens of
+        `generation` (the count of token changes the request was sent with).
 
-        Returns ``None`` when the 401 should go to the caller as it is (the
-        loop guard's budget is spent).
+        If the user has newer tokens already, those; if a refresh is under
+        way, its result; otherwise the result of a new refresh. Returns
+        ``None`` when the 401 should go to the caller as it is (the loop
+        guard's budget is spent).
         """
         decision = self._decide_recover(generation)
         if decision is None or isinstance(decision, Grant):
             return decision
         return self._after_flight(decision.flight, self._await(decision), False)
 
-    async def arecover(self, generation: int) -> Grant | None:
+    async def _arecover(self, generation: int) -> Grant | None:
         """The async form of `recover`."""
         decision = self._decide_recover(generation)
         if decision is None or isinstance(decision, Grant):
@@ -332,7 +339,9 @@ class User:
             return _Join(self._flight)
         grant = Grant(tokens, self._generation)
         now = self._clock()
-        if not tokens.is_due(self.leeway, now):
+        # Without a refresh token nothing can renew the token early; let the
+        # API judge it, and a rejection end the session (F3).
+        if not tokens.is_due(self.leeway, now) or self._refresh_form(tokens) is None:
             return grant
         expired = tokens.is_expired(now)
         mono = self._monotonic()
@@ -343,6 +352,11 @@ class User:
                 return grant
             raise self._unavailable_error()
         if not expired and mono < self._proactive_pause_until:
+            return grant
+        if mono < self._next_proactive_at:
+            # A server that issues tokens due at once (a lifetime of a second
+            # or less, even 0) must not get a call per request; the API will
+            # say whether this token still works.
             return grant
         return self._start(tokens, proactive=True)
 
@@ -378,9 +392,17 @@ class User:
             return self._start(tokens, proactive=False)
 
     def _unavailable_error(self) -> RefreshUnavailable:
-        if self._unavailable is not None:
-            return self._unavailable.clone()
-        return RefreshUnavailable("the token endpoint asked us to wait")
+        # No request was made: say so, and how long is left of the wait.
+        remaining = max(0.0, self._not_before - self._monotonic())
+        last = self._unavailable
+        return RefreshUnavailable(
+            f"the token endpoint asked us to wait {remaining:.1f} s more before "
+            "refreshing; the user is still logged in",
+            status_code=None if last is None else last.status_code,
+            body_excerpt=None if last is None else last.body_excerpt,
+            retry_after=remaining,
+            error=None if last is None else last.error,
+        )
 
     def _within_budget(self, mono: float) -> bool:
         # R6: a loop guard against an API that rejects every new token.
@@ -434,6 +456,10 @@ class User:
                 self._unavailable = None
                 self._not_before = float("-inf")
                 self._proactive_pause_until = float("-inf")
+                if flight.proactive:
+                    self._next_proactive_at = (
+                        self._monotonic() + _MIN_PROACTIVE_INTERVAL
+                    )
             elif isinstance(outcome, Refused):
                 self._tokens = None
                 self._generation += 1
@@ -494,7 +520,7 @@ class User:
         for callback in list(self._on_logged_out):
             _call_safely(callback, error)
 
-    # -- The refresh itself: steps, then a sync and an async edge ---------------
+    # -- The refresh itself ---------------------------------------------------
 
     def _refresh_form(self, tokens: Tokens) -> dict[str, str] | None:
         """The token request fields that renew `tokens`, or None if none can."""
@@ -502,11 +528,13 @@ class User:
             return None
         return {"grant_type": "refresh_token", "refresh_token": tokens.refresh_token}
 
-    def _refresh_steps(self, flight: Flight) -> _Steps:
+    def _refresh(self, flight: Flight) -> Result:
+        """Renew `flight.tokens`, holding the store's lock. Runs in its own
+        thread (see `_start_thread`)."""
         # 1. Someone sharing the store may have refreshed already (P2): take
         #    their tokens if they are fresh, or at least their refresh token.
         base = flight.tokens
-        stored = yield _Load()
+        stored = self.store.load()
         if stored is not None and stored.access_token != base.access_token:
             if not stored.is_due(self.leeway, self._clock()):
                 return Refreshed(stored, adopted=True)
@@ -517,14 +545,17 @@ class User:
         if form is None:
             outcome: Result = Refused(
                 UserRefreshFailed(
-                    "the access token was rejected and the user has no refresh "
-                    "token; the user is logged out"
+                    "the access token can no longer be used and the user has no "
+                    "refresh token; the user is logged out"
                 )
             )
         else:
             issued_at = self._clock()
-            answer = yield _Post(self.provider.token_request(form))
-            if isinstance(answer, httpx.Response):
+            try:
+                answer = self.provider.send(self.provider.token_request(form))
+            except httpx.TransportError as exc:
+                outcome = no_answer(exc)
+            else:
                 outcome = classify_token_answer(
                     answer.status_code,
                     answer.content,
@@ -534,71 +565,24 @@ class User:
                     retry_after=answer.headers.get("Retry-After"),
                     secrets=[self.provider.client_secret],
                 )
-            else:
-                outcome = no_answer(answer)
 
         # 3. Save before any waiting request is released (F5). New tokens the
         #    server issued are kept in memory even if the store fails, since
         #    the old refresh token may already be spent.
-        if isinstance(outcome, Refreshed):
-            problem = yield _Save(outcome.tokens)
-            if problem is not None:
-                logger.error(
-                    "tokens refreshed but the store could not save them: %r", problem
-                )
-        elif isinstance(outcome, Refused):
-            problem = yield _Clear()
-            if problem is not None:
-                logger.error("could not clear the token store: %r", problem)
-        return outcome
-
-    def _perform(self, step: _Step) -> Any:
-        if isinstance(step, _Load):
-            return self.store.load()
-        if isinstance(step, _Post):
-            try:
-                return self.provider.send(step.request)
-            except httpx.TransportError as exc:
-                return exc
         try:
-            if isinstance(step, _Save):
-                self.store.save(step.tokens)
-            else:
+            if isinstance(outcome, Refreshed):
+                self.store.save(outcome.tokens)
+            elif isinstance(outcome, Refused):
                 self.store.clear()
         except Exception as exc:
-            return exc
-        return None
-
-    async def _aperform(self, step: _Step) -> Any:
-        if isinstance(step, _Load):
-            return await self.store.aload()
-        if isinstance(step, _Post):
-            try:
-                return await self.provider.asend(step.request)
-            except httpx.TransportError as exc:
-                return exc
-        try:
-            if isinstance(step, _Save):
-                await self.store.asave(step.tokens)
-            else:
-                await self.store.aclear()
-        except Exception as exc:
-            return exc
-        return None
+            logger.error("the token store could not record the refresh: %r", exc)
+        return outcome
 
     def _lead(self, flight: Flight) -> None:
         outcome: Result | None = None
         try:
             with self.store.lock():
-                steps = self._refresh_steps(flight)
-                reply = None
-                while True:
-                    try:
-                        step = steps.send(reply)
-                    except StopIteration as stop:
-                        outcome = stop.value
-                        break
-                    reply = self._perform(step)
+                outcome = self._refresh(flight)
         except Exception as exc:
             outcome = _store_trouble(exc)
         finally:
@@ -606,25 +590,15 @@ class User:
             if stale is not None:
                 _undo(self, stale)
 
-    async def _alead(self, flight: Flight) -> None:
-        outcome: Result | None = None
-        try:
-            async with self.store.alock():
-                steps = self._refresh_steps(flight)
-                reply = None
-                while True:
-                    try:
-                        step = steps.send(reply)
-                    except StopIteration as stop:
-                        outcome = stop.value
-                        break
-                    reply = await self._aperform(step)
-        except Exception as exc:
-            outcome = _store_trouble(exc)
-        finally:
-            stale = self._conclude(flight, outcome)
-            if stale is not None:
-                await _aundo(self, stale)
+    def _start_thread(self, flight: Flight) -> None:
+        # F6: every refresh runs in a thread of its own, whoever started it.
+        # A request that stops waiting (cancelled, timed out, interrupted,
+        # its event loop closed) neither stops the refresh nor loses a
+        # rotated refresh token the server already issued. The thread is not
+        # a daemon: a program that exits meanwhile saves the new tokens first.
+        threading.Thread(
+            target=self._lead, args=(flight,), name="usersession-refresh"
+        ).start()
 
     def _conclude(self, flight: Flight, outcome: Result | None) -> Tokens | None:
         """Settle the flight; return tokens that must leave the store again
@@ -637,25 +611,37 @@ class User:
             return outcome.tokens
         return None
 
+    def _note_held(self, started: float) -> None:
+        waited = self._monotonic() - started
+        with self._lock:
+            held = self._held
+            self._held = HeldTime(
+                held.requests + 1, held.seconds + waited, max(held.longest, waited)
+            )
+
     def _await(self, decision: _Join | _Lead) -> Result:
-        if isinstance(decision, _Lead):
-            # F6: the refresh runs in a thread of its own, so a request that
-            # gives up waiting (an interrupt, a logout) neither stops it nor
-            # loses a rotated refresh token the server already issued. The
-            # thread is not a daemon: a program that exits meanwhile still
-            # saves the new tokens first.
-            threading.Thread(
-                target=self._lead, args=(decision.flight,), name="usersession-refresh"
-            ).start()
-        return self._checked(decision.flight.wait(self.wait_timeout))
+        started = self._monotonic()
+        try:
+            return self._await_outcome(decision)
+        finally:
+            self._note_held(started)
 
     async def _aawait(self, decision: _Join | _Lead) -> Result:
-        flight = decision.flight
+        started = self._monotonic()
+        try:
+            return await self._aawait_outcome(decision)
+        finally:
+            self._note_held(started)
+
+    def _await_outcome(self, decision: _Join | _Lead) -> Result:
         if isinstance(decision, _Lead):
-            # F6: the refresh runs as its own task, so cancelling the request
-            # that started it stops neither the refresh nor its saving.
-            flight.task = asyncio.get_running_loop().create_task(self._alead(flight))
-        return self._checked(await flight.wait_async(self.wait_timeout))
+            self._start_thread(decision.flight)
+        return self._checked(decision.flight.wait(self.wait_timeout))
+
+    async def _aawait_outcome(self, decision: _Join | _Lead) -> Result:
+        if isinstance(decision, _Lead):
+            self._start_thread(decision.flight)
+        return self._checked(await decision.flight.wait_async(self.wait_timeout))
 
     def _checked(self, outcome: Result | None) -> Result:
         if outcome is None:
@@ -709,17 +695,6 @@ def _undo(user: User, tokens: Tokens) -> None:
         logger.error("could not restore the token store: %r", exc)
 
 
-async def _aundo(user: User, tokens: Tokens) -> None:
-    current = user.tokens
-    try:
-        if current is not None:
-            await user.store.asave(current)
-        elif await user.store.aload() == tokens:
-            await user.store.aclear()
-    except Exception as exc:
-        logger.error("could not restore the token store: %r", exc)
-
-
 def _store_trouble(exc: Exception) -> Unavailable:
     logger.warning("refresh failed for now: the token store failed: %r", exc)
     error = RefreshUnavailable(
@@ -734,7 +709,11 @@ def _discard(callbacks: list[Any], callback: Any) -> None:
         callbacks.remove(callback)
 
 
+_in_callback = threading.local()
+
+
 def _call_safely(callback: Callable[[Any], object], argument: Any) -> None:
+    _in_callback.active = True
     try:
         result = callback(argument)
         if isinstance(result, Awaitable):
@@ -742,5 +721,17 @@ def _call_safely(callback: Callable[[Any], object], argument: Any) -> None:
             close = getattr(result, "close", None)
             if close is not None:
                 close()
-    except Exception:
-        logger.exception("a user event callback raised")
+    except Exception as exc:
+        # The exception's text could quote a token the callback was given,
+        # so only its type is logged.
+        logger.error("a user event callback raised %s", type(exc).__name__)
+    finally:
+        _in_callback.active = False
+
+
+def _refuse_in_callback(what: str) -> None:
+    if getattr(_in_callback, "active", False):
+        raise ClientError(
+            f"{what} cannot be called from a user event callback: the refresh "
+            "that called the callback is still finishing"
+        )

@@ -35,6 +35,9 @@ class Tally:
     renewals_needed: int = 0
     elapsed: float = 0.0
     slowest: float = 0.0
+    held_requests: int = 0
+    held_seconds: float = 0.0
+    held_longest: float = 0.0
     errors: dict[str, int] = dataclasses.field(default_factory=dict)
 
 
@@ -147,6 +150,7 @@ class Workload:
         if current is None:
             raise ClientError("the workload needs a logged-in user")
         previous = [current]
+        held_before = self.user.held
         unsubscribe = self.user.on_refreshed(
             lambda tokens: self._on_refreshed(previous, tokens)
         )
@@ -177,8 +181,12 @@ class Workload:
             for worker in workers:
                 worker.join()
             unsubscribe()
+        held = self.user.held
         with self._lock:
             self.tally.elapsed = time.monotonic() - start
+            self.tally.held_requests = held.requests - held_before.requests
+            self.tally.held_seconds = held.seconds - held_before.seconds
+            self.tally.held_longest = held.longest
         return self.snapshot()
 
     def _revoke_current(self) -> None:

@@ -255,6 +255,15 @@ class DevServer:
         self._counters.reset()
         self.api.reset_stats()
 
+    def refresh_ages(self) -> list[float]:
+        """For each successful refresh so far, in order: how many seconds old
+        the grant's newest access token was when the refresh came.
+
+        A client that refreshes once per expiry shows ages near the token's
+        lifetime less its leeway; a duplicate refresh shows an age near zero.
+        """
+        return self._tables.refresh_age_list()
+
     def api_seen(self) -> list[SeenRequest]:
         """The requests the demo API received so far (a copy)."""
         return self.api.seen

@@ -89,6 +89,7 @@ class _Grant:
     subject: str
     scope: tuple[str, ...]
     revoked: bool = False
+    last_issued_at: float = 0.0  # when its newest access token was issued
 
 
 @dataclass(eq=False)
@@ -147,6 +148,9 @@ class TokenTables:
         )
         self.rotate_refresh_tokens = rotate_refresh_tokens
         self.include_expires_in = include_expires_in
+        # For each successful refresh: how old the grant's newest access
+        # token was. A refresh of a token far from its expiry is one too many.
+        self.refresh_ages: list[float] = []
         self.clock = clock
         self._lock = threading.Lock()
         self._clients: dict[str, Client] = {}
@@ -173,6 +177,11 @@ class TokenTables:
 
     # Issuing
 
+    def refresh_age_list(self) -> list[float]:
+        """A copy of `refresh_ages`."""
+        with self._lock:
+            return list(self.refresh_ages)
+
     def _issue(
         self,
         grant: _Grant,
@@ -183,6 +192,7 @@ class TokenTables:
     ) -> tuple[dict[str, Any], str | None]:
         """Issue an access token (and maybe a refresh token); lock held."""
         now = self.clock()
+        grant.last_issued_at = now
         access = _new_token("at_")
         at_expiry = (
             None
@@ -287,6 +297,7 @@ class TokenTables:
                 raise OAuthError("invalid_scope", "scope exceeds the grant")
             if self.rotate_refresh_tokens:
                 record.rotated = True
+            self.refresh_ages.append(self.clock() - grant.last_issued_at)
             payload, new_rt = self._issue(
                 grant,
                 requested if requested is not None else grant.scope,
