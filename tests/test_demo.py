@@ -50,3 +50,31 @@ def test_cli_help_and_bad_flags() -> None:
     )
     assert bad.returncode == 2
     assert "must be a positive number" in bad.stderr
+
+
+@pytest.mark.parametrize("store", ["file", "redis"])
+def test_demo_across_processes_sharing_a_store(
+    store: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The demo's fleet mode: processes sharing a file or Redis store make one
+    token-endpoint call per expiry or revocation."""
+    options = ["demo", "--duration", "4", "--lifetime", "2", "--threads", "1"]
+    options += ["--tasks", "2", "--processes", "3", "--store", store]
+    if store == "redis":
+        from redis_server import RedisServer, require_redis_server
+
+        require_redis_server()
+        with RedisServer() as server:
+            status = main([*options, "--redis-url", server.url])
+    else:
+        status = main(options)
+    out = capsys.readouterr().out
+    assert status == 0, out
+    assert "calls per expiry or revocation  1.00" in out
+
+
+def test_demo_refuses_processes_sharing_memory(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["demo", "--processes", "2", "--store", "memory"]) == 2
+    assert "cannot share a memory store" in capsys.readouterr().err

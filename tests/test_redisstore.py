@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import os
+import random
 import selectors
 import signal
 import statistics
@@ -568,6 +569,45 @@ def test_cancelling_an_async_waiter_leaves_nothing_held(
 
     asyncio.run(asyncio.wait_for(take_it(), 5))
     assert entered == [True]
+
+
+def test_a_cancellation_at_any_moment_of_the_wait_is_never_lost(
+    make_store: MakeStore, raw: redis.Redis, key: str
+) -> None:
+    """Cancel waiters at random moments while they re-try the lock every
+    2 ms, so cancellations land on every step of the wait (a send, a read, a
+    subscription). Each one ends the waiter at once and takes nothing.
+
+    On Python 3.11, asyncio.wait_for (which redis-py wraps around sends when
+    a socket timeout is set) could swallow such a cancellation, leaving the
+    "cancelled" waiter to go on waiting and take the lock later."""
+    holder = make_store()
+    waiter = make_store()
+    waiter._recheck = 0.002
+    lock_key = f"{key}:lock"
+    chance = random.Random(20240611)
+    entered: list[bool] = []
+
+    async def wait_for_lock() -> None:
+        async with waiter.alock():
+            entered.append(True)
+
+    async def one(delay: float) -> None:
+        task = asyncio.create_task(wait_for_lock())
+        await asyncio.sleep(delay)
+        task.cancel()
+        done, _ = await asyncio.wait([task], timeout=5)
+        assert done, "the cancelled waiter went on waiting"
+        assert task.cancelled()
+
+    with holder.lock():
+        owner = raw.get(lock_key)
+        for _ in range(40):
+            asyncio.run(one(chance.uniform(0.0, 0.03)))
+        assert raw.get(lock_key) == owner
+        wait_until(lambda: subscribers(raw, key) == 0, "the waiters stop listening")
+    assert not entered
+    assert not raw.exists(lock_key)
 
 
 # -- P4: Redis unreachable ---------------------------------------------------------

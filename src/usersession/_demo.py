@@ -178,7 +178,7 @@ def run_demo(options: DemoOptions, *, out: TextIO, progress_stream: TextIO) -> i
         ("requests resent", f"{tally.resent}"),
         ("token-endpoint calls", f"{token_calls}"),
         ("renewals needed", f"{renewals}  (expiries and revocations)"),
-        ("calls per renewal", f"{token_calls / max(renewals, 1):.2f}"),
+        ("calls per expiry or revocation", f"{token_calls / max(renewals, 1):.2f}"),
         ("invalid_grant answers", f"{stats.invalid_grant_answers}"),
         ("requests failed", f"{tally.failed}"),
         ("elapsed", f"{tally.elapsed:.2f} s"),
