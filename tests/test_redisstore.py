@@ -16,6 +16,7 @@ import os
 import random
 import selectors
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -680,6 +681,55 @@ def test_p4_every_operation_on_an_unreachable_redis_raises_store_error(
         assert "ConnectionError" in message
         assert "pw-never-shown" not in message
         assert "at-unreachable" not in message
+
+
+@contextlib.contextmanager
+def silent_server() -> Iterator[int]:
+    """A port on 127.0.0.1 that accepts connections and never answers."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.05)
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                accepted.append(listener.accept()[0])
+
+    thread = threading.Thread(target=accept)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join(5)
+        for conn in accepted:
+            conn.close()
+        listener.close()
+
+
+def test_p4_a_redis_that_never_answers_fails_within_the_socket_timeout() -> None:
+    """A hung server: sync and async operations give up after socket_timeout
+    with StoreError, and an async waiter is bounded the same way."""
+    _require_redis_py()
+    with silent_server() as port:
+        store = RedisStore(f"redis://127.0.0.1:{port}/0", socket_timeout=0.3)
+        started = time.monotonic()
+        with pytest.raises(StoreError, match="Timeout"):
+            store.load()
+        sync_took = time.monotonic() - started
+
+        async def async_side() -> float:
+            began = time.monotonic()
+            with pytest.raises(StoreError, match="Timeout"):
+                async with store.alock():
+                    pass
+            return time.monotonic() - began
+
+        async_took = asyncio.run(async_side())
+        store.close()
+    assert sync_took < 5.0
+    assert async_took < 5.0
 
 
 # -- Secrets, construction, packaging ----------------------------------------------

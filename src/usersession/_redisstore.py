@@ -368,6 +368,8 @@ class RedisStore:
             yield
         except self._errors as exc:
             detail = scrub(str(exc), self._secrets)[:200]
+            if not detail and isinstance(exc, TimeoutError):
+                detail = "no answer in time"  # asyncio.timeout says nothing
             raise StoreError(
                 f"{self!r}: could not {action}: {type(exc).__name__}: {detail}"
             ) from exc
