@@ -16,10 +16,20 @@ import httpx
 import pytest
 
 import usersession
+from usersession._provider import _discovery_cache
 from usersession.devserver import DevServer
 
 Mode = Literal["sync", "async"]
 Outcome = httpx.Response | BaseException
+
+
+@pytest.fixture(autouse=True)
+def _fresh_discovery_cache() -> Iterator[None]:
+    """Each test discovers anew: a later test's server may reuse a port, and
+    so an issuer, that an earlier test's server had."""
+    _discovery_cache.clear()
+    yield
+    _discovery_cache.clear()
 
 
 @pytest.fixture

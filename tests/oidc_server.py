@@ -38,8 +38,11 @@ __all__ = [
     "DEFAULT_CLIENT_SECRET",
     "DEFAULT_REDIRECT_URI",
     "OIDC_DIR",
+    "OTHER_CLIENT_ID",
+    "OTHER_CLIENT_SECRET",
     "OidcProvider",
     "OidcServerError",
+    "confirm_device",
     "ensure_installed",
     "login_with_pkce",
     "pkce_pair",
@@ -50,6 +53,10 @@ OIDC_DIR = Path(__file__).resolve().parent / "oidc"
 DEFAULT_CLIENT_ID = "usersession-test"
 DEFAULT_CLIENT_SECRET = "usersession-test-secret-not-for-production"
 DEFAULT_ACCOUNT_ID = "test-user"
+# A second confidential client (client_credentials only), fixed in server.mjs:
+# a source of tokens issued to a client other than the one asking.
+OTHER_CLIENT_ID = "usersession-other"
+OTHER_CLIENT_SECRET = "usersession-other-secret-not-for-production"
 # Registered without a port: any loopback port is accepted (RFC 8252, 7.3).
 DEFAULT_REDIRECT_URI = "http://127.0.0.1/callback"
 
@@ -160,6 +167,10 @@ class OidcProvider:
         self.revocation_endpoint = self._endpoint("revocation_endpoint")
         self.userinfo_endpoint = self._endpoint("userinfo_endpoint")
         self.jwks_uri = self._endpoint("jwks_uri")
+        self.device_authorization_endpoint = self._endpoint(
+            "device_authorization_endpoint"
+        )
+        self.device_verification_uri = f"{issuer}/device"
         self._log = log
         self._http = httpx.Client(timeout=_HTTP_TIMEOUT, follow_redirects=False)
 
@@ -211,6 +222,16 @@ class OidcProvider:
         ms = round(seconds * 1000)
         response = self._http.post(
             f"{self.issuer}/test/token-delay", data={"ms": str(ms)}
+        )
+        response.raise_for_status()
+
+    def set_device_interval(self, seconds: int | None) -> None:
+        """Make device authorization answers carry ``interval: seconds``;
+        None restores oidc-provider's answer, which has none (clients then
+        poll every 5 s, RFC 8628 3.2). The server does not enforce it."""
+        value = "" if seconds is None else str(seconds)
+        response = self._http.post(
+            f"{self.issuer}/test/device-interval", data={"seconds": value}
         )
         response.raise_for_status()
 
@@ -522,3 +543,55 @@ def login_with_pkce(
         if key not in tokens:
             raise OidcServerError(f"token response has no {key}")
     return tokens
+
+
+_XSRF_RE = re.compile(r'name="xsrf" value="([^"]+)"')
+
+
+def _xsrf(page: httpx.Response) -> str:
+    match = _XSRF_RE.search(page.text)
+    if page.status_code != 200 or match is None:
+        raise OidcServerError(
+            f"device verification page answered HTTP {page.status_code} "
+            "without its form"
+        )
+    return match.group(1)
+
+
+def confirm_device(
+    provider: OidcProvider,
+    user_code: str,
+    *,
+    approve: bool = True,
+    max_redirects: int = 10,
+) -> None:
+    """Play the person at the device verification pages (RFC 8628 3.3).
+
+    Enters ``user_code`` on ``/device``, then confirms it (or, with
+    ``approve=False``, aborts, which makes the device's polls answer
+    ``access_denied``). A confirmation continues like an authorization
+    request: through the test-only interaction route, which logs the fixed
+    account in, and back to the verification pages' success page.
+    """
+    page_url = provider.device_verification_uri
+    with httpx.Client(timeout=_HTTP_TIMEOUT, follow_redirects=False) as browser:
+        entered = browser.post(
+            page_url,
+            data={"xsrf": _xsrf(browser.get(page_url)), "user_code": user_code},
+        )
+        decision = {"xsrf": _xsrf(entered), "user_code": user_code}
+        decision["confirm" if approve else "abort"] = "yes"
+        response = browser.post(page_url, data=decision)
+        for _ in range(max_redirects):
+            if response.status_code not in _REDIRECT_STATUSES:
+                break
+            location = httpx.URL(page_url).join(response.headers["location"])
+            if location.host != "127.0.0.1":
+                raise OidcServerError("device verification left the loopback host")
+            response = browser.get(location)
+    expected = "Signed in" if approve else "AbortedError"
+    if expected not in response.text:
+        raise OidcServerError(
+            f"device verification ended with HTTP {response.status_code}: "
+            f"{response.text[:300]}"
+        )

@@ -27,11 +27,11 @@ from pathlib import Path
 
 import pytest
 
-from processes import child
 from usersession import FileStore, Tokens
 from usersession.devserver import DevServer, Fault
 
 from conftest import Mode, login
+from processes import child
 
 _REFRESHER = """
 import asyncio

@@ -217,7 +217,14 @@ def test_discovery_documents(dev: DevServer, http: httpx.Client, path: str) -> N
         "client_secret_post",
         "none",
     }
-    assert set(doc["grant_types_supported"]) == {"refresh_token", "client_credentials"}
+    assert set(doc["grant_types_supported"]) == {
+        "refresh_token",
+        "client_credentials",
+        "authorization_code",
+        "urn:ietf:params:oauth:grant-type:device_code",
+    }
+    assert doc["authorization_endpoint"] == dev.authorization_endpoint
+    assert doc["device_authorization_endpoint"] == dev.device_authorization_endpoint
     assert doc == dev.metadata()
     assert dev.stats().discovery_requests == 1
     assert http.post(dev.issuer + path).status_code == 405
@@ -495,7 +502,7 @@ def test_unsupported_and_malformed_token_requests(
     dev: DevServer, http: httpx.Client
 ) -> None:
     auth = (dev.client_id, dev.client_secret)
-    for grant in ("authorization_code", "password", "urn:nope"):
+    for grant in ("implicit", "password", "urn:nope"):
         response = http.post(dev.token_endpoint, data={"grant_type": grant}, auth=auth)
         assert_oauth_error(response, 400, "unsupported_grant_type")
     assert_oauth_error(
@@ -1180,13 +1187,17 @@ def test_refuse_connections_and_reopen_on_the_same_port(dev: DevServer) -> None:
     issuer = dev.issuer
     with httpx.Client(timeout=2.0) as client:
         assert client.get(dev.discovery_url).status_code == 200  # pooled connection
+        assert me_status(client, dev, login["access_token"]) == 200
         dev.refuse_connections(True)
         with pytest.raises(httpx.ConnectError):
             refresh(client, dev, login["refresh_token"])
         with pytest.raises(httpx.ConnectError):
             client.get(dev.discovery_url)
-        # The API is another listener and keeps working.
+        # The API is another listener: a token it checked already keeps
+        # working from its introspection cache; one it has not seen cannot
+        # be introspected now, and the API fails closed (V2).
         assert me_status(client, dev, login["access_token"]) == 200
+        assert me_status(client, dev, dev.login("bob")["access_token"]) == 503
         dev.refuse_connections(True)  # idempotent
         dev.refuse_connections(False)
         assert dev.issuer == issuer

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import httpx
 import pytest
@@ -13,7 +14,7 @@ from usersession.devserver import DevServer, Fault
 from conftest import Mode
 
 
-def discover(mode: Mode, issuer: str, **options: object) -> usersession.Provider:
+def discover(mode: Mode, issuer: str, **options: Any) -> usersession.Provider:
     if mode == "sync":
         return usersession.Provider.discover(issuer, "cid", "secret", **options)
     return asyncio.run(
@@ -60,12 +61,75 @@ def test_discovery_falls_back_to_rfc8414_and_reports_failures(
     assert discover(mode, dev.issuer).token_endpoint == dev.token_endpoint
     dev.inject("discovery", Fault.status(404, "no"), times=2)
     with pytest.raises(usersession.DiscoveryError, match="no discovery metadata"):
-        discover(mode, dev.issuer)
+        discover(mode, dev.issuer, cache=False)
     dev.refuse_connections()
     with pytest.raises(usersession.DiscoveryError, match="ConnectError"):
-        discover(mode, dev.issuer)
+        discover(mode, dev.issuer, cache=False)
 
 
 def test_discovery_refuses_a_plain_http_remote_issuer(mode: Mode) -> None:
     with pytest.raises(usersession.InsecureTransport):
         discover(mode, "http://as.example")
+
+
+def test_g1_discovery_is_cached_per_process(dev: DevServer, mode: Mode) -> None:
+    """One fetch per issuer and HTTP settings, shared by sync and async
+    callers and by every client id; cache=False fetches anew."""
+    first = discover(mode, dev.issuer)
+    other_mode: Mode = "async" if mode == "sync" else "sync"
+    second = discover(other_mode, dev.issuer)
+    other_client = usersession.Provider.discover(
+        dev.issuer, "someone-else", token_endpoint_auth_method="none"
+    )
+    assert dev.stats().discovery_requests == 1
+    assert first.token_endpoint == second.token_endpoint == dev.token_endpoint
+    assert other_client.client_id == "someone-else"
+    assert other_client.client_secret is None
+
+    discover(mode, dev.issuer, cache=False)
+    assert dev.stats().discovery_requests == 2
+    discover(mode, dev.issuer, timeout=3.0)  # the timeout does not matter
+    assert dev.stats().discovery_requests == 2
+
+
+def test_g1_discovery_cache_keys_on_the_transport(mode: Mode) -> None:
+    fetched: list[str] = []
+
+    def metadata(request: httpx.Request) -> httpx.Response:
+        fetched.append(request.url.path)
+        return httpx.Response(
+            200,
+            json={"issuer": "https://as.example", "token_endpoint": "https://as/t"},
+        )
+
+    one, two = httpx.MockTransport(metadata), httpx.MockTransport(metadata)
+    for transport in (one, one, two):
+        provider = discover(
+            mode, "https://as.example", transport=transport, async_transport=transport
+        )
+        assert provider.token_endpoint == "https://as/t"
+    assert len(fetched) == 2
+
+
+def test_g1_failed_or_untrusted_discovery_is_not_cached(
+    dev: DevServer, mode: Mode
+) -> None:
+    dev.inject("discovery", Fault.status(503), times=2)
+    with pytest.raises(usersession.DiscoveryError):
+        discover(mode, dev.issuer)
+    assert discover(mode, dev.issuer).issuer == dev.issuer
+
+    answers = iter(["https://evil.example", "https://as.example"])
+
+    def metadata(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            200, json={"issuer": next(answers), "token_endpoint": "https://as/t"}
+        )
+
+    transport = httpx.MockTransport(metadata)
+    options: dict[str, Any] = {"transport": transport, "async_transport": transport}
+    with pytest.raises(usersession.DiscoveryError, match="evil"):
+        discover(mode, "https://as.example", **options)
+    assert (
+        discover(mode, "https://as.example", **options).issuer == "https://as.example"
+    )

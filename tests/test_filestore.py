@@ -18,11 +18,11 @@ from pathlib import Path
 import pytest
 
 import usersession
-from processes import HOLD_LOCK, child, lock_held_elsewhere
 from usersession import FileStore, Tokens, User
 from usersession.devserver import DevServer
 
 from conftest import Mode, login, provider_for, send
+from processes import HOLD_LOCK, child, lock_held_elsewhere
 
 needs_flock = pytest.mark.skipif(sys.platform == "win32", reason="flock is POSIX")
 

@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 
 import usersession
-from redis_server import RedisServer, require_redis_server
 from usersession._fleet import FleetSpec, combine, run_fleet, store_from_spec
 from usersession.devserver import DevServer
 
 from conftest import provider_for
+from redis_server import RedisServer, require_redis_server
 
 LIFETIME = 4.0
 DURATION = 9.0

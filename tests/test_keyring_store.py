@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 
 import usersession
-from processes import lock_held_elsewhere
 from usersession import KeyringStore, Tokens, User
 from usersession.devserver import DevServer
 
 from conftest import Mode, login, provider_for, send
+from processes import lock_held_elsewhere
 
 keyring = pytest.importorskip("keyring")
 keyring_backends_fail = pytest.importorskip("keyring.backends.fail")

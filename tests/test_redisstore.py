@@ -30,11 +30,11 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 import usersession
-from redis_server import RedisServer, require_redis_server
 from usersession import RedisStore, StoreError, Tokens
 from usersession.devserver import DevServer, Fault
 
 from conftest import Mode, login, provider_for, send
+from redis_server import RedisServer, require_redis_server
 
 if TYPE_CHECKING:
     import redis

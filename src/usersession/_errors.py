@@ -7,7 +7,15 @@ Every error derives from `ClientError`:
      │    └── UserRefreshFailed refused for good; the user is now logged out
      ├── RefreshUnavailable     no refresh now; the user stays logged in
      ├── InsecureTransport      a token would travel over plain HTTP
-     └── StoreError             a token store could not be read or written
+     ├── StoreError             a token store could not be read or written
+     ├── LoginError             a login did not produce tokens
+     │    ├── AccessDenied      the person (or the server) said no
+     │    ├── DeviceCodeExpired the device code expired before approval
+     │    └── LoginTimedOut     no answer came in the time allowed
+     └── TokenCheckError        (resource servers) a bearer token was not accepted
+          ├── InvalidToken      not active: unknown, expired, revoked (401)
+          ├── InsufficientScope active, but lacks a scope needed (403)
+          └── IntrospectionUnavailable  no trustworthy answer now (503)
 
 `UserRefreshFailed` is an `InvalidUser`, so a program that only wants to know
 "must this person log in again?" can catch `InvalidUser` alone.
@@ -21,11 +29,19 @@ from __future__ import annotations
 import httpx
 
 __all__ = [
+    "AccessDenied",
     "ClientError",
+    "DeviceCodeExpired",
     "InsecureTransport",
+    "InsufficientScope",
+    "IntrospectionUnavailable",
+    "InvalidToken",
     "InvalidUser",
+    "LoginError",
+    "LoginTimedOut",
     "RefreshUnavailable",
     "StoreError",
+    "TokenCheckError",
     "UserRefreshFailed",
 ]
 
@@ -142,3 +158,116 @@ class StoreError(ClientError):
     A refresh that meets this error fails for now (`RefreshUnavailable`),
     never for good: an unreachable store never logs a user out.
     """
+
+
+class LoginError(ClientError):
+    """A login (device, browser or client credentials) did not produce tokens.
+
+    Attributes:
+        error: The OAuth error code the server sent (RFC 6749 sections 4.1.2.1
+            and 5.2, RFC 8628 section 3.5), or ``None`` when there was none.
+        description: The server's ``error_description``, scrubbed of secrets
+            and cut short.
+        status_code: The HTTP status of the server's answer, if any.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        error: str | None = None,
+        description: str | None = None,
+        status_code: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.error = error
+        self.description = description
+        self.status_code = status_code
+
+
+class AccessDenied(LoginError):
+    """The person declined the login, or the server refused it
+    (``access_denied``)."""
+
+
+class DeviceCodeExpired(LoginError):
+    """The authorization server says the device code expired before the person
+    approved it (``expired_token``, RFC 8628 section 3.5). Start again."""
+
+
+class LoginTimedOut(LoginError):
+    """No approval came in time: the browser never returned to the loopback
+    redirect, or the device code's ``expires_in`` passed while polling."""
+
+
+class TokenCheckError(ClientError):
+    """A resource server could not accept a bearer token (RFC 6750 section 3.1).
+
+    Raised by `Introspector` and turned into an HTTP answer by the ASGI and
+    WSGI integrations. The message never quotes the token.
+
+    Attributes:
+        status_code: The HTTP status a resource server answers with.
+        error: The RFC 6750 error code for the ``WWW-Authenticate``
+            challenge, or ``None`` when the answer carries no challenge.
+    """
+
+    status_code = 401
+    error: str | None = "invalid_token"
+
+
+class InvalidToken(TokenCheckError):
+    """The token is not active (RFC 7662 section 2.2): unknown, expired,
+    revoked, issued to a client this resource does not serve, or answered
+    with anything but a JSON ``true`` in ``active``. Answer 401
+    ``invalid_token``."""
+
+
+class InsufficientScope(TokenCheckError):
+    """The token is active but lacks a scope the resource needs. Answer 403
+    ``insufficient_scope`` naming the scope (RFC 6750 section 3.1).
+
+    Attributes:
+        required: Every scope the resource needs, in the order given.
+        missing: Those the token lacks.
+    """
+
+    status_code = 403
+    error = "insufficient_scope"
+
+    def __init__(
+        self, message: str, *, required: tuple[str, ...], missing: frozenset[str]
+    ) -> None:
+        super().__init__(message)
+        self.required = required
+        self.missing = missing
+
+
+class IntrospectionUnavailable(TokenCheckError):
+    """No trustworthy introspection answer could be had now: the endpoint was
+    unreachable, timed out, answered 5xx, refused our client authentication
+    (401 or 403) or sent something that is not an introspection answer.
+
+    The resource fails closed: answer 503. Nothing is cached, so the next
+    request asks again.
+
+    Attributes:
+        status_code: Always 503, the status to answer with.
+        upstream_status: The introspection endpoint's HTTP status, or
+            ``None`` when no answer came.
+        body_excerpt: The start of its answer, scrubbed of secrets.
+    """
+
+    status_code = 503
+    error = None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        upstream_status: int | None = None,
+        body_excerpt: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.upstream_status = upstream_status
+        self.body_excerpt = body_excerpt

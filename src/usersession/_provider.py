@@ -147,20 +147,11 @@ class Provider:
     def _from_metadata(
         cls,
         issuer: str,
-        metadata: Any,
+        metadata: Mapping[str, Any],
         client_id: str,
         client_secret: str | None,
         options: Mapping[str, Any],
     ) -> Provider:
-        if not isinstance(metadata, dict):
-            raise DiscoveryError("the discovery document is not a JSON object")
-        # RFC 8414 section 3.3: the document's issuer must be the one we asked
-        # for, or an attacker's metadata could point us at its own endpoints.
-        if metadata.get("issuer") != issuer:
-            raise DiscoveryError(
-                f"the discovery document names issuer {metadata.get('issuer')!r}, "
-                f"not {issuer!r}"
-            )
         endpoints: dict[str, str | None] = {}
         for name in _ENDPOINTS:
             value = metadata.get(name)
@@ -183,6 +174,8 @@ class Provider:
         issuer: str,
         client_id: str,
         client_secret: str | None = None,
+        *,
+        cache: bool = True,
         **options: Any,
     ) -> Provider:
         """Build a provider from the issuer's published metadata.
@@ -190,26 +183,30 @@ class Provider:
         Tries OpenID Connect discovery, then RFC 8414. Keyword options are
         those of `Provider` and override what the document says.
 
+        A document that was fetched and checked is kept for the rest of the
+        process, per issuer and per TLS and transport settings, so programs
+        that discover on every start-up or login ask the server once.
+        ``cache=False`` fetches the document anew (and keeps the new one).
+
         Raises:
             DiscoveryError: No document could be fetched, or it names another
                 issuer.
             InsecureTransport: The issuer or an endpoint is plain HTTP to a
                 non-loopback host.
         """
-        probe, steps = cls._probe(options), cls._discovery(issuer, options)
-        request = next(steps)
+        probe, steps = cls._probe(options), cls._discovery(issuer, options, cache)
+        answer: httpx.Response | httpx.TransportError | None = None
         while True:
-            try:
-                answer: httpx.Response | httpx.TransportError = probe.send(request)
-            except httpx.TransportError as exc:
-                answer = exc
             try:
                 request = steps.send(answer)
             except StopIteration as stop:
-                metadata: Any = stop.value
                 return cls._from_metadata(
-                    issuer, metadata, client_id, client_secret, options
+                    issuer, stop.value, client_id, client_secret, options
                 )
+            try:
+                answer = probe.send(request)
+            except httpx.TransportError as exc:
+                answer = exc
 
     @classmethod
     async def adiscover(
@@ -217,32 +214,38 @@ class Provider:
         issuer: str,
         client_id: str,
         client_secret: str | None = None,
+        *,
+        cache: bool = True,
         **options: Any,
     ) -> Provider:
         """The async form of `discover`."""
-        probe, steps = cls._probe(options), cls._discovery(issuer, options)
-        request = next(steps)
+        probe, steps = cls._probe(options), cls._discovery(issuer, options, cache)
+        answer: httpx.Response | httpx.TransportError | None = None
         while True:
-            try:
-                answer: httpx.Response | httpx.TransportError = await probe.asend(
-                    request
-                )
-            except httpx.TransportError as exc:
-                answer = exc
             try:
                 request = steps.send(answer)
             except StopIteration as stop:
-                metadata: Any = stop.value
                 return cls._from_metadata(
-                    issuer, metadata, client_id, client_secret, options
+                    issuer, stop.value, client_id, client_secret, options
                 )
+            try:
+                answer = await probe.asend(request)
+            except httpx.TransportError as exc:
+                answer = exc
 
     @classmethod
     def _discovery(
-        cls, issuer: str, options: Mapping[str, Any]
-    ) -> Generator[httpx.Request, httpx.Response | httpx.TransportError, Any]:
-        """The discovery requests, one answer at a time; returns the document."""
+        cls, issuer: str, options: Mapping[str, Any], cache: bool
+    ) -> Generator[
+        httpx.Request, httpx.Response | httpx.TransportError | None, dict[str, Any]
+    ]:
+        """The discovery requests, one answer at a time; returns the checked
+        document (at once when it is cached)."""
         check_transport(issuer, what="discovery requests")
+        key = _cache_key(issuer, options)
+        cached = _discovery_cache.get(key) if cache else None
+        if cached is not None:
+            return cached
         for url in cls._metadata_urls(issuer):
             answer = yield httpx.Request(
                 "GET", url, headers={"Accept": "application/json"}
@@ -252,8 +255,10 @@ class Provider:
                     f"could not fetch discovery metadata from {url}: "
                     f"{type(answer).__name__}"
                 ) from answer
-            if answer.status_code == 200:
-                return _json(answer)
+            if answer is not None and answer.status_code == 200:
+                document = _checked_document(issuer, _json(answer))
+                _discovery_cache.put(key, document)
+                return document
         raise DiscoveryError(f"no discovery metadata found for issuer {issuer!r}")
 
     @classmethod
@@ -273,7 +278,12 @@ class Provider:
         """A form POST to one of the server's endpoints, with client
         authentication (RFC 6749 section 2.3.1)."""
         fields = dict(form)
-        headers = {"Accept": "application/json"}
+        headers = {
+            "Accept": "application/json",
+            # Named even for an empty form (a device authorization request
+            # with HTTP Basic and no scope), which httpx would send untyped.
+            "Content-Type": "application/x-www-form-urlencoded",
+        }
         method = self.token_endpoint_auth_method
         if method == "client_secret_basic":
             pair = (
@@ -353,6 +363,63 @@ class _AsyncBorrowed(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         return await self._inner.handle_async_request(request)
+
+
+def _checked_document(issuer: str, metadata: Any) -> dict[str, Any]:
+    if not isinstance(metadata, dict):
+        raise DiscoveryError("the discovery document is not a JSON object")
+    # RFC 8414 section 3.3: the document's issuer must be the one we asked
+    # for, or an attacker's metadata could point us at its own endpoints.
+    if metadata.get("issuer") != issuer:
+        raise DiscoveryError(
+            f"the discovery document names issuer {metadata.get('issuer')!r}, "
+            f"not {issuer!r}"
+        )
+    return metadata
+
+
+def _cache_key(issuer: str, options: Mapping[str, Any]) -> tuple[Any, ...]:
+    # What decides which document comes back: the issuer, and how the request
+    # travels (TLS verification, a caller's transport, compared by identity).
+    return (
+        issuer,
+        _hashable(options.get("verify", True)),
+        _hashable(options.get("transport")),
+        _hashable(options.get("async_transport")),
+    )
+
+
+def _hashable(value: Any) -> Any:
+    try:
+        hash(value)
+    except TypeError:
+        return ("id", id(value))
+    return value
+
+
+class _DiscoveryCache:
+    """Checked discovery documents, for the life of the process (RFC 8414
+    section 3 leaves caching to the client)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._documents: dict[tuple[Any, ...], dict[str, Any]] = {}
+
+    def get(self, key: tuple[Any, ...]) -> dict[str, Any] | None:
+        with self._lock:
+            document = self._documents.get(key)
+        return None if document is None else dict(document)
+
+    def put(self, key: tuple[Any, ...], document: dict[str, Any]) -> None:
+        with self._lock:
+            self._documents[key] = dict(document)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._documents.clear()
+
+
+_discovery_cache = _DiscoveryCache()
 
 
 def _json(response: httpx.Response) -> Any:

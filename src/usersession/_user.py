@@ -99,6 +99,10 @@ class User:
         wait_timeout: The longest a request waits for a refresh under way.
         clock: Wall clock, seconds since the epoch (for expiry).
         monotonic: Monotonic clock, seconds (for budgets and backoff).
+
+    Raises:
+        StoreError: The store could not be read (or written, when `tokens`
+            are given) at creation.
     """
 
     def __init__(

@@ -17,6 +17,11 @@
 //   OIDC_ACCOUNT_ID         the `sub` every login yields (default "test-user")
 //   OIDC_EXIT_ON_STDIN_EOF  "1": exit when stdin closes (parent went away)
 //
+// A second confidential client, `usersession-other` (secret
+// `usersession-other-secret-not-for-production`, client_secret_basic), has
+// the client_credentials grant only: it issues "tokens of another client".
+// Only the first client may introspect (see features.introspection).
+//
 // Test-only routes (not part of any standard):
 //   GET  /interaction/:uid    logs the fixed account in and grants what the
 //                             pending authorization request asked for, then
@@ -30,6 +35,14 @@
 //                             404 when unknown)
 //   POST /test/token-delay    body/query `ms=N`: hold each token request N ms
 //                             before it is processed (0 turns it off) (204)
+//   POST /test/device-interval  body `seconds=N`: add `interval: N` to device
+//                             authorization answers (oidc-provider leaves it
+//                             out, so clients poll every 5 s; `seconds=` with
+//                             no value restores that) (204)
+//
+// The device flow (RFC 8628) is on: POST /device/auth issues codes, and the
+// verification pages under /device take the user code, then a confirmation,
+// then the same interaction route as an authorization request.
 
 import { Buffer } from 'node:buffer';
 import * as crypto from 'node:crypto';
@@ -72,6 +85,8 @@ const CLIENT_SECRET = process.env.OIDC_CLIENT_SECRET
 const ACCESS_TOKEN_TTL = intFromEnv('OIDC_ACCESS_TOKEN_TTL', 4, { min: 1 });
 const REFRESH_TOKEN_TTL = intFromEnv('OIDC_REFRESH_TOKEN_TTL', 24 * 60 * 60, { min: 1 });
 const ACCOUNT_ID = process.env.OIDC_ACCOUNT_ID || 'test-user';
+const OTHER_CLIENT_ID = 'usersession-other';
+const OTHER_CLIENT_SECRET = 'usersession-other-secret-not-for-production';
 const HOST = '127.0.0.1';
 
 // Start the RSA key generation and the package import side by side: both
@@ -208,6 +223,11 @@ function newStats() {
 let stats = newStats();
 let inFlightTokenRequests = 0;
 let tokenDelayMs = 0;
+let deviceIntervalSeconds = null;
+
+function devicePage(title, body) {
+  return `<!DOCTYPE html><html><head><title>${title}</title></head><body><h1>${title}</h1>${body}</body></html>`;
+}
 
 function bump(table, key) {
   table[key] = (table[key] ?? 0) + 1;
@@ -260,9 +280,23 @@ const provider = new Provider(issuer, {
       // secret.
       application_type: 'native',
       token_endpoint_auth_method: 'client_secret_basic',
-      grant_types: ['authorization_code', 'refresh_token', 'client_credentials'],
+      grant_types: [
+        'authorization_code',
+        'refresh_token',
+        'client_credentials',
+        'urn:ietf:params:oauth:grant-type:device_code',
+      ],
       response_types: ['code'],
       redirect_uris: ['http://127.0.0.1/callback', 'http://[::1]/callback'],
+    },
+    {
+      client_id: OTHER_CLIENT_ID,
+      client_secret: OTHER_CLIENT_SECRET,
+      client_name: 'usersession other test client',
+      token_endpoint_auth_method: 'client_secret_basic',
+      grant_types: ['client_credentials'],
+      response_types: [],
+      redirect_uris: [],
     },
   ],
   jwks: { keys: [{ ...signingKey.export({ format: 'jwk' }), kid: 'test-rs256', use: 'sig', alg: 'RS256' }] },
@@ -293,6 +327,20 @@ const provider = new Provider(issuer, {
       allowedPolicy: async (_ctx, client, token) => token.clientId === client.clientId,
     },
     userinfo: { enabled: true },
+    deviceFlow: {
+      enabled: true,
+      // Plain pages: the test helper reads the forms, which oidc-provider
+      // builds (with their xsrf fields), from them.
+      userCodeInputSource: async (ctx, form, _out, err) => {
+        ctx.body = devicePage('Enter code', err ? `<p>error: ${err.name}</p>${form}` : form);
+      },
+      userCodeConfirmSource: async (ctx, form, _client, _deviceInfo, userCode) => {
+        ctx.body = devicePage('Confirm code', `<p>${userCode}</p>${form}`);
+      },
+      successSource: async (ctx) => {
+        ctx.body = devicePage('Signed in', '<p>You can return to your device.</p>');
+      },
+    },
   },
   // Refresh tokens for every authorization code, without offline_access or
   // prompt=consent, and a fresh one on every refresh_token grant. Presenting
@@ -310,6 +358,7 @@ const provider = new Provider(issuer, {
     AccessToken: () => ACCESS_TOKEN_TTL,
     ClientCredentials: () => ACCESS_TOKEN_TTL,
     AuthorizationCode: () => 60,
+    DeviceCode: () => 10 * 60,
     IdToken: () => 60 * 60,
     RefreshToken: () => REFRESH_TOKEN_TTL,
     Interaction: () => 10 * 60,
@@ -404,6 +453,7 @@ async function completeInteraction(ctx) {
 const TOKEN_PATH = new URL(provider.urlFor('token')).pathname;
 const INTROSPECTION_PATH = new URL(provider.urlFor('introspection')).pathname;
 const REVOCATION_PATH = new URL(provider.urlFor('revocation')).pathname;
+const DEVICE_AUTHORIZATION_PATH = new URL(provider.urlFor('device_authorization')).pathname;
 
 provider.use(async (ctx, next) => {
   const { method, path } = ctx;
@@ -426,6 +476,25 @@ provider.use(async (ctx, next) => {
     }
     tokenDelayMs = ms;
     ctx.status = 204;
+    return;
+  }
+  if (path === '/test/device-interval' && method === 'POST') {
+    const form = await readForm(ctx.req);
+    const raw = form.get('seconds') ?? '';
+    const seconds = Number(raw);
+    if (raw !== '' && (!Number.isInteger(seconds) || seconds < 0 || seconds > 600)) {
+      json(ctx, 400, { error: 'seconds must be an integer between 0 and 600, or empty' });
+      return;
+    }
+    deviceIntervalSeconds = raw === '' ? null : seconds;
+    ctx.status = 204;
+    return;
+  }
+  if (method === 'POST' && path === DEVICE_AUTHORIZATION_PATH) {
+    await next();
+    if (deviceIntervalSeconds !== null && ctx.status === 200 && ctx.body) {
+      ctx.body = { ...ctx.body, interval: deviceIntervalSeconds };
+    }
     return;
   }
   if (path === '/test/drop-access-token' && method === 'POST') {

@@ -10,12 +10,15 @@ For demos, for usersession's own tests and for tests of programs built on it::
         ...
         assert dev.stats().refresh_grants == 1
 
-Standard library only; nothing here is meant for production.
+The servers use the standard library only; the demo API validates tokens
+with usersession's own `Introspector` (over httpx) at the server's
+introspection endpoint. Nothing here is meant for production.
 """
 
 from ._api import DemoAPI, SeenRequest
 from ._devserver import ENDPOINTS, DevServer
 from ._faults import Fault
+from ._logins import LoginSettings
 from ._stats import Stats
 from ._tokens import token_hash
 
@@ -24,6 +27,7 @@ __all__ = [
     "DemoAPI",
     "DevServer",
     "Fault",
+    "LoginSettings",
     "SeenRequest",
     "Stats",
     "token_hash",

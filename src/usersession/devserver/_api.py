@@ -59,6 +59,7 @@ class DemoAPI:
             or None for an unknown, expired or revoked one. If it raises, the
             API answers 503: it fails closed.
         host: The loopback address to listen on (``"127.0.0.1"`` or ``"::1"``).
+        port: The port to listen on; 0 (the default) takes a free one.
         realm: The realm in ``WWW-Authenticate`` challenges.
     """
 
@@ -68,6 +69,7 @@ class DemoAPI:
         *,
         host: str = "127.0.0.1",
         realm: str = "usersession-demo",
+        port: int = 0,
     ) -> None:
         if any(c in realm for c in '"\\\r\n'):
             raise ValueError("realm must not contain quotes or newlines")
@@ -77,7 +79,7 @@ class DemoAPI:
         self._counters = Counters()
         self._seen: list[SeenRequest] = []
         self._seen_lock = threading.Lock()
-        self._listener = Listener(_ApiApp(self), host, "api")
+        self._listener = Listener(_ApiApp(self), host, "api", port)
         self._routes: dict[str, tuple[frozenset[str] | None, bool, Handler]] = {
             # path: (allowed methods or None for any, needs a token, handler)
             "/me": (frozenset({"GET", "HEAD"}), True, self._me),
@@ -96,7 +98,7 @@ class DemoAPI:
     # Lifecycle
 
     def start(self) -> DemoAPI:
-        """Bind a free port on loopback and start serving."""
+        """Bind the port on loopback (a free one by default) and start serving."""
         self._listener.start()
         return self
 

@@ -1,4 +1,5 @@
-"""The authorization server's endpoints: discovery, token, revocation, introspection."""
+"""The authorization server's endpoints: discovery, token, revocation,
+introspection, and the login endpoints of `_logins`."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 
 from ._faults import FaultQueue, serve_with_fault
 from ._http import Exchange, Request, Response
+from ._logins import DEVICE_CODE_GRANT, LoginEndpoints
 from ._stats import Counters
 from ._tokens import Client, OAuthError, TokenTables, token_hash
 
@@ -23,15 +25,27 @@ ENDPOINT_BY_PATH: dict[str, str] = {
     "/introspect": "introspection",
     "/.well-known/openid-configuration": "discovery",
     "/.well-known/oauth-authorization-server": "discovery",
+    "/authorize": "authorization",
+    "/device_authorization": "device_authorization",
+    "/device": "device_verification",
 }
 
 #: Endpoint names that faults can be injected into.
-AUTH_FAULT_ENDPOINTS = ("token", "revocation", "introspection", "discovery")
+AUTH_FAULT_ENDPOINTS = (
+    "token",
+    "revocation",
+    "introspection",
+    "discovery",
+    "authorization",
+    "device_authorization",
+    "device_verification",
+)
 
 _ARRIVAL_COUNTERS = {
     "token": "token_requests",
     "revocation": "revocation_requests",
     "introspection": "introspection_requests",
+    "device_authorization": "device_authorizations",
 }
 
 # RFC 6749 5.1 and 5.2: token answers, errors included, must not be cached.
@@ -106,17 +120,23 @@ class AuthorizationServerApp:
         self._counters = counters
         self._faults = faults
         self._issuer = issuer
-        # One handler per grant type; authorization_code and the device grant
-        # (RFC 8628) plug in here and show up in the metadata by themselves.
+        self.logins = LoginEndpoints(tables, counters, issuer)
+        """The authorization endpoint and the device flow."""
+        # One handler per grant type; each shows up in the metadata.
         self.grant_handlers: dict[str, GrantHandler] = {
             "refresh_token": self._grant_refresh_token,
             "client_credentials": self._grant_client_credentials,
+            "authorization_code": self.logins.grant_authorization_code,
+            DEVICE_CODE_GRANT: self.logins.grant_device_code,
         }
         self._handlers: dict[str, Callable[[Request], Response]] = {
             "token": self._token,
             "revocation": self._revocation,
             "introspection": self._introspection,
             "discovery": self._discovery,
+            "authorization": self.logins.authorization,
+            "device_authorization": self._device_authorization,
+            "device_verification": self.logins.verification_page,
         }
 
     def serve(self, request: Request, exchange: Exchange) -> None:
@@ -155,6 +175,8 @@ class AuthorizationServerApp:
         client_auth = ["client_secret_basic", "client_secret_post"]
         return {
             "issuer": issuer,
+            "authorization_endpoint": f"{issuer}/authorize",
+            "device_authorization_endpoint": f"{issuer}/device_authorization",
             "token_endpoint": f"{issuer}/token",
             "revocation_endpoint": f"{issuer}/revoke",
             "introspection_endpoint": f"{issuer}/introspect",
@@ -163,9 +185,11 @@ class AuthorizationServerApp:
             # RFC 7662 2.1: introspection needs an authenticated caller.
             "introspection_endpoint_auth_methods_supported": client_auth,
             "grant_types_supported": list(self.grant_handlers),
-            # RFC 8414 2 requires this field; with no authorization endpoint yet
-            # there is no response type to offer.
-            "response_types_supported": [],
+            "response_types_supported": ["code"],
+            # RFC 7636 4.2: PKCE is required, with S256 only.
+            "code_challenge_methods_supported": ["S256"],
+            # RFC 9207 3: authorization responses carry iss.
+            "authorization_response_iss_parameter_supported": True,
             "scopes_supported": ["openid", "profile", "email", "offline_access"],
             "subject_types_supported": ["public"],
         }
@@ -279,6 +303,21 @@ class AuthorizationServerApp:
         payload = self._tables.client_credentials(client, form.get("scope"))
         self._counters.add("client_credentials_grants")
         return payload
+
+    # Device authorization (RFC 8628 3.1)
+
+    def _device_authorization(self, request: Request) -> Response:
+        if request.method != "POST":
+            return _method_not_allowed("POST")
+        try:
+            form = parse_form(request)
+            # RFC 8628 3.1: client authentication as at the token endpoint;
+            # a public client sends its client_id.
+            client = self.authenticate(request, form, public=True)
+            payload = self.logins.start_device(client, form)
+        except OAuthError as exc:
+            return error_response(exc)
+        return Response.json(200, payload, _NO_STORE)
 
     # Revocation (RFC 7009) and introspection (RFC 7662)
 

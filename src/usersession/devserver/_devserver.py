@@ -5,14 +5,18 @@ from __future__ import annotations
 import dataclasses
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any
 
+from .._errors import InvalidToken
+from .._introspection import Introspector
+from .._provider import Provider
 from ._api import DemoAPI, SeenRequest
 from ._authserver import AUTH_FAULT_ENDPOINTS, AuthorizationServerApp
 from ._faults import Fault, FaultQueue
 from ._http import Listener
+from ._logins import LoginSettings
 from ._stats import Counters, Stats
 from ._tokens import TokenTables
 
@@ -24,9 +28,12 @@ class DevServer:
     """An OAuth 2.0 authorization server and a protected demo API on loopback.
 
     Both listen on 127.0.0.1 (two ports, so two origins) and keep everything
-    in memory. Logins are issued directly with :meth:`login`; the token,
-    revocation and introspection endpoints speak real HTTP. Counters and
-    injectable faults make it fit for concurrency tests.
+    in memory. Logins are issued directly with :meth:`login`, or over HTTP:
+    the authorization endpoint (PKCE S256 required, loopback redirects, the
+    request approved at once for :attr:`login_settings` ``.subject``) and the
+    device flow (approve with :meth:`approve_device`, or on the ``/device``
+    page). The token, revocation and introspection endpoints speak real HTTP.
+    Counters and injectable faults make it fit for concurrency tests.
 
     Args:
         access_token_lifetime: Seconds an access token lives; None: forever.
@@ -40,6 +47,9 @@ class DevServer:
         clock: Wall clock in epoch seconds, for expiry; tests can pass a fake
             to move server time forward.
         host: Loopback address to listen on.
+        port: The authorization server's port; 0 (the default) takes a free
+            one.
+        api_port: The demo API's port; 0 (the default) takes a free one.
 
     Example:
         >>> with DevServer() as dev:  # doctest: +SKIP
@@ -55,6 +65,8 @@ class DevServer:
         include_expires_in: bool = True,
         clock: Callable[[], float] = time.time,
         host: str = "127.0.0.1",
+        port: int = 0,
+        api_port: int = 0,
     ) -> None:
         self._tables = TokenTables(
             access_token_lifetime=access_token_lifetime,
@@ -68,9 +80,9 @@ class DevServer:
         self._app = AuthorizationServerApp(
             self._tables, self._counters, self._faults, lambda: self.issuer
         )
-        self._listener = Listener(self._app, host, "auth")
-        self.api = DemoAPI(self._tables.access_token_claims, host=host)
-        """The demo API, validating tokens against this server's tables."""
+        self._listener = Listener(self._app, host, "auth", port)
+        self.api = DemoAPI(self._validate, host=host, port=api_port)
+        """The demo API, validating tokens by introspection at this server."""
         self.client_id = "usersession-dev"
         """The default confidential client."""
         self._client_secret = secrets.token_urlsafe(24)
@@ -78,6 +90,15 @@ class DevServer:
         """The default public client (token_endpoint_auth_method none)."""
         self._tables.add_client(self.client_id, self._client_secret)
         self._tables.add_client(self.public_client_id, None)
+        self.api_client_id = "usersession-dev-api"
+        """The demo API's own confidential client, for introspection."""
+        self._api_client_secret = secrets.token_urlsafe(24)
+        self._tables.add_client(self.api_client_id, self._api_client_secret)
+        self._clock = clock
+        self._introspector: Introspector | None = None
+        # A revoked token must be refused by the demo API at once, as before
+        # it validated by introspection: the server tells its cache.
+        self._tables.on_invalidate.append(self._forget_introspections)
 
     def __repr__(self) -> str:
         # No secret here: reprs end up in logs and assertion messages.
@@ -89,16 +110,31 @@ class DevServer:
     # Lifecycle
 
     def start(self) -> DevServer:
-        """Bind free ports on loopback and start serving.
+        """Bind the ports on loopback (free ones by default) and start serving.
 
         Raises:
             RuntimeError: Already started, or stopped (a server runs once).
+            OSError: A port asked for is taken.
         """
         self._listener.start()
+        # The demo API checks tokens the way a real resource server would:
+        # RFC 7662 introspection at this server, with a client of its own,
+        # through usersession's Introspector (answers cached 30 s at most).
+        self._introspector = Introspector(
+            Provider(
+                self.token_endpoint,
+                self.api_client_id,
+                self._api_client_secret,
+                introspection_endpoint=self.introspection_endpoint,
+                timeout=5.0,
+            ),
+            clock=self._clock,
+        )
         try:
             self.api.start()
         except BaseException:
             self._listener.stop()
+            self._introspector.close()
             raise
         return self
 
@@ -106,9 +142,35 @@ class DevServer:
         """Stop both servers, close every socket and join the threads."""
         self.api.stop()
         self._listener.stop()
+        if self._introspector is not None:
+            self._introspector.close()
 
     def __enter__(self) -> DevServer:
         return self.start()
+
+    def _validate(self, token: str) -> dict[str, Any] | None:
+        """The demo API's validator: the claims of a live access token.
+
+        Raises:
+            IntrospectionUnavailable: Introspection failed; the demo API
+                answers 503.
+        """
+        introspector = self._introspector
+        if introspector is None:
+            raise RuntimeError("the server is not started")
+        try:
+            claims = introspector.check(token)
+        except InvalidToken:
+            return None
+        # Refresh tokens are active at introspection too, but only access
+        # tokens (token_type Bearer here) are accepted as bearer tokens.
+        if claims.raw.get("token_type") != "Bearer":
+            return None
+        return dict(claims.raw)
+
+    def _forget_introspections(self) -> None:
+        if self._introspector is not None:
+            self._introspector.clear()
 
     def __exit__(
         self,
@@ -141,6 +203,21 @@ class DevServer:
         return f"{self.issuer}/introspect"
 
     @property
+    def authorization_endpoint(self) -> str:
+        """The authorization endpoint URL (RFC 6749 3.1)."""
+        return f"{self.issuer}/authorize"
+
+    @property
+    def device_authorization_endpoint(self) -> str:
+        """The RFC 8628 device authorization endpoint URL."""
+        return f"{self.issuer}/device_authorization"
+
+    @property
+    def device_verification_uri(self) -> str:
+        """The page where a person approves or denies a device login."""
+        return f"{self.issuer}/device"
+
+    @property
     def discovery_url(self) -> str:
         """The OpenID Connect discovery document URL."""
         return f"{self.issuer}/.well-known/openid-configuration"
@@ -161,9 +238,65 @@ class DevServer:
 
     # Clients and tokens
 
-    def add_client(self, client_id: str, client_secret: str | None = None) -> None:
-        """Register a client; ``client_secret`` None makes it public."""
+    def add_client(
+        self,
+        client_id: str,
+        client_secret: str | None = None,
+        *,
+        redirect_uris: Sequence[str] | None = None,
+    ) -> None:
+        """Register a client; ``client_secret`` None makes it public.
+
+        Args:
+            client_id: The client's id.
+            client_secret: Its secret; None for a public client.
+            redirect_uris: Where the authorization endpoint may send it back;
+                a loopback ``http`` URI without a port matches any port
+                (RFC 8252 7.3). Default: ``http://127.0.0.1/callback``, and
+                the same on ``[::1]`` and ``localhost``.
+        """
         self._tables.add_client(client_id, client_secret)
+        if redirect_uris is not None:
+            self._app.logins.register_redirect_uris(client_id, redirect_uris)
+
+    # Logins over HTTP
+
+    @property
+    def login_settings(self) -> LoginSettings:
+        """How the authorization endpoint and the device flow behave: the
+        subject approved, denial, a wrong ``state`` or ``iss``, the device
+        ``interval`` (or none) and ``expires_in``, forced ``slow_down``.
+        Change its attributes at any time."""
+        return self._app.logins.settings
+
+    def approve_device(self, user_code: str, subject: str | None = None) -> None:
+        """Approve the device login showing `user_code` (dashes optional).
+
+        Args:
+            user_code: The user code from the device authorization answer.
+            subject: Who logs in; default ``login_settings.subject``.
+
+        Raises:
+            ValueError: No pending, unexpired device login has that code.
+        """
+        if not self._app.logins.decide_device(user_code, approve=True, subject=subject):
+            raise ValueError("no pending device login has that user code")
+
+    def deny_device(self, user_code: str) -> None:
+        """Deny the device login showing `user_code`: its polls then get
+        ``access_denied``.
+
+        Raises:
+            ValueError: No pending, unexpired device login has that code.
+        """
+        if not self._app.logins.decide_device(user_code, approve=False):
+            raise ValueError("no pending device login has that user code")
+
+    def redirect_uris_seen(self) -> list[tuple[str, str]]:
+        """The ``redirect_uri`` of the latest authorization requests and
+        token requests that carried one, as ``(endpoint, uri)`` pairs with
+        endpoint ``"authorization"`` or ``"token"``, oldest first."""
+        return self._app.logins.redirect_uris_seen()
 
     def login(
         self,
@@ -211,7 +344,9 @@ class DevServer:
 
         Args:
             endpoint: ``"token"``, ``"revocation"``, ``"introspection"``,
-                ``"discovery"`` or ``"api"``.
+                ``"discovery"`` or ``"api"``. Faults on ``"introspection"``
+                also meet the demo API's own checks of tokens it has not
+                cached (it then answers 503).
             fault: What to do instead of (or around) the normal answer.
             times: How many requests it affects; None: until cleared.
         """

@@ -410,11 +410,14 @@ def check_loopback(host: str) -> None:
 class Listener:
     """One listening socket on loopback, served by daemon threads."""
 
-    def __init__(self, app: Application, host: str, name: str) -> None:
+    def __init__(self, app: Application, host: str, name: str, port: int = 0) -> None:
         check_loopback(host)
+        if not 0 <= port <= 65535:
+            raise ValueError(f"port must be 0 to 65535, not {port}")
         self._app = app
         self._host = host
         self._name = name
+        self._requested_port = port
         self._port: int | None = None
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -435,13 +438,13 @@ class Listener:
         return f"http://{host}:{self.port}"
 
     def start(self) -> None:
-        """Bind (port 0 the first time) and start serving."""
+        """Bind the port asked for (0: a free one) and start serving."""
         with self._lock:
             if self._stopped:
                 raise RuntimeError("a stopped server cannot be started again")
             if self._port is not None:
                 raise RuntimeError("the server is already started")
-            self._open(0)
+            self._open(self._requested_port)
 
     def _open(self, port: int) -> None:
         server = _Server((self._host, port), self._app, self._name)

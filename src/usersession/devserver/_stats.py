@@ -17,12 +17,17 @@ class Stats:
         refresh_grants: Successful refresh_token grants (their effect happened,
             even if an injected fault then kept the answer from the client).
         client_credentials_grants: Successful client_credentials grants.
+        authorization_code_grants: Successful authorization_code grants.
+        device_authorizations: Every POST to the device authorization endpoint.
+        device_polls: Every device_code grant request (RFC 8628 polls).
+        device_code_grants: Device polls answered with tokens.
         invalid_grant_answers: Token endpoint answers sent with
             ``error=invalid_grant``, injected ones included.
         reuse_detections: Rotated refresh tokens presented again (each one
             revoked its grant).
         revocation_requests: Every POST to the revocation endpoint.
-        introspection_requests: Every POST to the introspection endpoint.
+        introspection_requests: Every POST to the introspection endpoint,
+            the demo API's own (one per token it has not cached) included.
         discovery_requests: Every GET of a discovery document.
         api_requests: Every request the demo API received.
         api_ok: Demo API answers sent with a 2xx status, injected ones included.
@@ -32,6 +37,10 @@ class Stats:
     token_requests: int = 0
     refresh_grants: int = 0
     client_credentials_grants: int = 0
+    authorization_code_grants: int = 0
+    device_authorizations: int = 0
+    device_polls: int = 0
+    device_code_grants: int = 0
     invalid_grant_answers: int = 0
     reuse_detections: int = 0
     revocation_requests: int = 0

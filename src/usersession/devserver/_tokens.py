@@ -152,6 +152,10 @@ class TokenTables:
         # token was. A refresh of a token far from its expiry is one too many.
         self.refresh_ages: list[float] = []
         self.clock = clock
+        #: Called, lock held, whenever tokens stop being live before their
+        #: time (revoked, or expired by hand), so that a cache of what this
+        #: server said about them (the demo API's) forgets it at once.
+        self.on_invalidate: list[Callable[[], None]] = []
         self._lock = threading.Lock()
         self._clients: dict[str, Client] = {}
         self._access: dict[str, _Token] = {}
@@ -312,12 +316,17 @@ class TokenTables:
 
     # Revoking and checking
 
+    def _invalidated(self) -> None:
+        for listener in self.on_invalidate:
+            listener()
+
     def _revoke_grant(self, grant: _Grant) -> None:
         grant.revoked = True
         for table in (self._access, self._refresh):
             for record in table.values():
                 if record.grant is grant:
                     record.revoked = True
+        self._invalidated()
 
     def revoke(self, client: Client, token: str) -> bool:
         """RFC 7009 2.1: revoke a token; a refresh token takes its grant along.
@@ -368,12 +377,14 @@ class TokenTables:
             self._revoke_grant(record.grant)
         else:
             record.revoked = True
+            self._invalidated()
 
     def expire_access_tokens(self) -> None:
         """Mark every access token issued so far as expired."""
         with self._lock:
             for record in self._access.values():
                 record.forced_expired = True
+            self._invalidated()
 
     def expire_refresh_tokens(self) -> None:
         """Mark every refresh token issued so far as expired."""
@@ -389,7 +400,12 @@ class TokenTables:
             "iat": int(record.issued_at),
         }
         if record.expires_at is not None:
-            claims["exp"] = int(record.expires_at)
+            # RFC 7662 2.2 speaks of an integer timestamp, but this server's
+            # lifetimes may be fractional: the exact instant keeps a resource
+            # server that caches the answer from disagreeing with the server's
+            # own check by up to a second. Whole instants stay integers.
+            expires_at = record.expires_at
+            claims["exp"] = int(expires_at) if expires_at.is_integer() else expires_at
         return claims
 
     def access_token_claims(self, token: str) -> dict[str, Any] | None:
