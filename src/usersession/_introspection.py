@@ -30,7 +30,6 @@ and receives the outcome. A sync edge and an async edge run plans.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import hashlib
 import json
@@ -46,6 +45,7 @@ from typing import Any, Protocol
 import httpx
 
 from ._errors import InsufficientScope, IntrospectionUnavailable, InvalidToken
+from ._flight import Rendezvous
 from ._provider import Provider
 from ._secrets import SECRET_FIELDS, excerpt, fingerprint
 
@@ -210,60 +210,14 @@ class _Entry:
     deadline: float  # on the monotonic clock
 
 
-def _wake(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
+class _Flight(Rendezvous[_Result]):
+    """One introspection under way, which any thread or event loop can wait for."""
 
-
-class _Flight:
-    """One introspection under way, which any thread or event loop can wait for.
-
-    Threads wait on an event; coroutines wait on a future of their own loop,
-    woken thread-safely. Cancelling a waiting task removes only its future.
-    """
-
-    __slots__ = ("_done", "_lock", "_waiters", "epoch", "result")
+    __slots__ = ("epoch",)
 
     def __init__(self, epoch: int) -> None:
+        super().__init__()
         self.epoch = epoch
-        self.result: _Result | None = None
-        self._done = threading.Event()
-        self._lock = threading.Lock()
-        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
-
-    def complete(self, result: _Result) -> None:
-        with self._lock:
-            if self.result is not None:
-                return
-            self.result = result
-            waiters, self._waiters = self._waiters, []
-        self._done.set()
-        for loop, future in waiters:
-            # A loop that has closed meanwhile has no waiter left to wake.
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(_wake, future)
-
-    def wait(self, timeout: float) -> _Result | None:
-        self._done.wait(timeout)
-        return self.result
-
-    async def wait_async(self, timeout: float) -> _Result | None:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
-        entry = (loop, future)
-        with self._lock:
-            if self.result is not None:
-                return self.result
-            self._waiters.append(entry)
-        try:
-            async with asyncio.timeout(timeout):
-                await future
-        except TimeoutError:
-            pass
-        finally:
-            with self._lock, contextlib.suppress(ValueError):
-                self._waiters.remove(entry)
-        return self.result
 
 
 def _token_key(token: str) -> str:
