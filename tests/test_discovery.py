@@ -133,3 +133,17 @@ def test_g1_failed_or_untrusted_discovery_is_not_cached(
     assert (
         discover(mode, "https://as.example", **options).issuer == "https://as.example"
     )
+
+
+def test_a_client_without_a_secret_is_public(dev: DevServer, mode: Mode) -> None:
+    """With no secret and no method named, the client authenticates as a
+    public client (RFC 6749 2.1), as the device and browser logins need."""
+    if mode == "sync":
+        provider = usersession.Provider.discover(dev.issuer, dev.public_client_id)
+    else:
+        provider = asyncio.run(
+            usersession.Provider.adiscover(dev.issuer, dev.public_client_id)
+        )
+    assert provider.token_endpoint_auth_method == "none"
+    explicit = usersession.Provider(dev.token_endpoint, "c", "secret")
+    assert explicit.token_endpoint_auth_method == "client_secret_basic"

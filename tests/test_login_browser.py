@@ -203,16 +203,24 @@ def test_c12_g3_wrong_state_is_rejected_at_once(dev: DevServer, mode: Mode) -> N
 
 
 def test_g3_iss_is_checked_when_present(dev: DevServer, mode: Mode) -> None:
-    """RFC 9207: a redirect naming another issuer is a mix-up; none is fine."""
+    """RFC 9207: a redirect naming another issuer is a mix-up; a missing iss
+    is refused when the server advertises that it always sends one, and
+    accepted from a server that does not."""
     provider = usersession.Provider.discover(
         dev.issuer, dev.client_id, dev.client_secret
     )
+    assert provider.require_iss
     dev.login_settings.iss_override = "https://attacker.example"
     with pytest.raises(usersession.LoginError, match="another issuer"):
         run_browser_login(mode, provider, open_browser=FakeBrowser())
     dev.login_settings.iss_override = ""  # no iss at all
+    with pytest.raises(usersession.LoginError, match="carries no issuer"):
+        run_browser_login(mode, provider, open_browser=FakeBrowser())
+    silent = usersession.Provider.discover(
+        dev.issuer, dev.client_id, dev.client_secret, cache=False, require_iss=False
+    )
     browser = FakeBrowser()
-    assert run_browser_login(mode, provider, open_browser=browser).is_logged_in
+    assert run_browser_login(mode, silent, open_browser=browser).is_logged_in
     assert browser.callback is not None and "iss" not in browser.callback.params
     assert dev.stats().token_requests == 1
 

@@ -341,7 +341,11 @@ def _browser_flow(
 
     def check(params: Mapping[str, str]) -> str:
         return read_callback(
-            params, state=state, issuer=provider.issuer, secrets=secrets
+            params,
+            state=state,
+            issuer=provider.issuer,
+            require_iss=provider.require_iss,
+            secrets=secrets,
         )
 
     # 1. Listen first: the redirect URI names the port actually bound

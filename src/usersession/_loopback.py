@@ -78,6 +78,7 @@ def read_callback(
     *,
     state: str,
     issuer: str | None,
+    require_iss: bool = False,
     secrets: Iterable[str | None] = (),
 ) -> str:
     """Check the authorization response a redirect carried; return the code.
@@ -97,6 +98,11 @@ def read_callback(
             "(a stray or forged redirect)"
         )
     iss = params.get("iss")
+    if iss is None and require_iss:
+        raise LoginError(
+            "the redirect carries no issuer though the server says it always "
+            "sends one; it was rejected (RFC 9207)"
+        )
     if iss is not None and issuer is not None and iss != issuer:
         raise LoginError(
             "the redirect names another issuer than the provider's; it was "

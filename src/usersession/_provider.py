@@ -52,8 +52,9 @@ class Provider:
         client_secret: Its secret; ``None`` for a public client.
         token_endpoint_auth_method: How the client authenticates at the token,
             revocation and introspection endpoints: ``"client_secret_basic"``
-            (HTTP Basic, the default), ``"client_secret_post"`` (in the form)
-            or ``"none"`` (a public client: only ``client_id`` is sent).
+            (HTTP Basic; the default with a secret), ``"client_secret_post"``
+            (in the form) or ``"none"`` (a public client: only ``client_id``
+            is sent; the default without a secret).
         revocation_endpoint: RFC 7009 endpoint, used at logout.
         introspection_endpoint: RFC 7662 endpoint, used by resource servers.
         device_authorization_endpoint: RFC 8628 endpoint.
@@ -64,6 +65,9 @@ class Provider:
         transport: An httpx transport for the sync requests to the server
             (tests, proxies). It is never closed by usersession.
         async_transport: The same for async requests.
+        require_iss: Refuse a login redirect that carries no ``iss``
+            (RFC 9207). Discovery sets it when the server advertises
+            ``authorization_response_iss_parameter_supported``.
 
     Raises:
         InsecureTransport: An endpoint is plain HTTP to a non-loopback host.
@@ -76,7 +80,7 @@ class Provider:
         client_id: str,
         client_secret: str | None = None,
         *,
-        token_endpoint_auth_method: AuthMethod = "client_secret_basic",
+        token_endpoint_auth_method: AuthMethod | None = None,
         revocation_endpoint: str | None = None,
         introspection_endpoint: str | None = None,
         device_authorization_endpoint: str | None = None,
@@ -86,7 +90,13 @@ class Provider:
         verify: ssl.SSLContext | bool | str = True,
         transport: httpx.BaseTransport | None = None,
         async_transport: httpx.AsyncBaseTransport | None = None,
+        require_iss: bool = False,
     ) -> None:
+        if token_endpoint_auth_method is None:
+            # A client without a secret is a public client (RFC 6749 2.1).
+            token_endpoint_auth_method = (
+                "client_secret_basic" if client_secret else "none"
+            )
         if token_endpoint_auth_method not in _AUTH_METHODS:
             raise ValueError(
                 f"token_endpoint_auth_method must be one of {', '.join(_AUTH_METHODS)}"
@@ -105,6 +115,7 @@ class Provider:
         self.device_authorization_endpoint = device_authorization_endpoint
         self.authorization_endpoint = authorization_endpoint
         self.issuer = issuer
+        self.require_iss = require_iss
         self.timeout = timeout
         self._verify = verify
         self._transport = transport
@@ -160,6 +171,12 @@ class Provider:
         if token_endpoint is None:
             raise DiscoveryError("the discovery document has no token_endpoint")
         merged: dict[str, Any] = {**endpoints, **options}
+        # RFC 9207 section 2.4: a server that says it always sends iss must
+        # not be believed when a redirect comes without one.
+        merged.setdefault(
+            "require_iss",
+            metadata.get("authorization_response_iss_parameter_supported") is True,
+        )
         return cls(
             token_endpoint,
             client_id,

@@ -73,7 +73,7 @@ _FIELD_NAMES = "|".join(sorted(SECRET_FIELDS, key=len, reverse=True))
 # (even cut short), a form, a query string, a header-like line.
 _FIELD_VALUE = re.compile(
     rf"""(["']?\b(?:{_FIELD_NAMES})["']?\s*[:=]\s*)"""
-    r"""("[^"]*"?|'[^']*'?|[^\s&,;<>"'}\]]+)""",
+    r"""(\[secret\]|"[^"]*"?|'[^']*'?|[^\s&,;<>"'}\]]+)""",
     re.IGNORECASE,
 )
 # Credentials of an Authorization header (RFC 9110 section 11.4).
