@@ -157,7 +157,10 @@ def test_g2_c11_poll_schedule_paces_without_io() -> None:
     assert schedule.interval == 11.0
     schedule.back_off(125.0)  # no answer: half the polling frequency
     assert schedule.interval == 22.0
-    assert schedule.wait(125.0) is None  # 147 s is past the 130 s deadline
+    # 147 s is past the 130 s deadline: one last poll just before it instead.
+    assert schedule.wait(125.0) == 4.5
+    schedule.pending(129.5)
+    assert schedule.wait(129.5) is None
 
 
 # C11 against a strict fake token endpoint, on a fake clock
@@ -235,8 +238,9 @@ def test_g2_login_times_out_when_expires_in_passes(mode: Mode) -> None:
     server = StrictDeviceServer(clock, interval=5, expires_in=12, succeed_at=99)
     with pytest.raises(usersession.LoginTimedOut, match="expired after 12 s"):
         run_device_login(mode, server.provider(), clock, on_code=lambda c: None)
-    assert server.times() == [5.0, 10.0]  # a poll at 15 s would be too late
-    assert clock.elapsed == 10.0
+    # A poll at 15 s would be too late: the last one goes out at 11.5 s.
+    assert server.times() == [5.0, 10.0, 11.5]
+    assert clock.elapsed == 11.5
 
 
 def test_g2_polls_less_often_after_failed_answers(mode: Mode) -> None:

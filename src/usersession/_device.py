@@ -147,6 +147,10 @@ def read_device_authorization(
     )
 
 
+#: How long before the device code expires the last poll goes out.
+_FINAL_POLL_MARGIN = 0.5
+
+
 class PollSchedule:
     """When to poll the token endpoint during a device login (RFC 8628 3.5).
 
@@ -166,13 +170,24 @@ class PollSchedule:
         self.interval = interval
         self.deadline = now + expires_in
         self._next = now + interval
+        self._final_poll_done = False
 
     def wait(self, now: float) -> float | None:
         """Seconds to wait before the next poll (0: poll now), or ``None``
-        when the device code will have expired by then."""
-        if self._next >= self.deadline:
+        when the device code will have expired by then.
+
+        When the next regular poll would come too late, one last poll goes
+        out just before the code expires, so an approval given in the final
+        stretch of a long interval still counts.
+        """
+        if self._next < self.deadline:
+            return max(0.0, self._next - now)
+        last = self.deadline - _FINAL_POLL_MARGIN
+        if self._final_poll_done or now >= last:
             return None
-        return max(0.0, self._next - now)
+        self._final_poll_done = True
+        self._next = last
+        return max(0.0, last - now)
 
     def pending(self, now: float) -> None:
         """``authorization_pending`` arrived at `now`: poll again after the
