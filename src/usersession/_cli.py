@@ -149,7 +149,7 @@ def _parser() -> argparse.ArgumentParser:
             "was called more often than the expiries and revocations needed."
         ),
     )
-    demo.add_argument("--duration", type=number, default=10.0, help="seconds (10)")
+    demo.add_argument("--duration", type=number, default=12.0, help="seconds (12)")
     demo.add_argument("--threads", type=count, default=4, help="sync clients (4)")
     demo.add_argument(
         "--tasks", type=count, default=8, help="async requests in flight (8)"
@@ -157,8 +157,8 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--lifetime",
         type=lifetime,
-        default=4.0,
-        help="access-token lifetime in seconds (4)",
+        default=6.0,
+        help="access-token lifetime in seconds (6)",
     )
     demo.add_argument(
         "--revocations",

@@ -33,10 +33,10 @@ _DUE_SHARE = 0.5
 class DemoOptions:
     """The demo's knobs (see ``usersession demo --help``)."""
 
-    duration: float = 10.0
+    duration: float = 12.0
     threads: int = 4
     tasks: int = 8
-    lifetime: float = 4.0
+    lifetime: float = 6.0
     revocations: int = 1
     processes: int = 1
     store: str = "memory"
