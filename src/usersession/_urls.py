@@ -3,24 +3,42 @@
 from __future__ import annotations
 
 import ipaddress
+from typing import Protocol
 
 import httpx
 
 from ._errors import InsecureTransport
 
-__all__ = ["Origin", "check_transport", "is_loopback", "origin_of"]
+__all__ = ["Origin", "URLParts", "check_transport", "is_loopback", "origin_of"]
 
 Origin = tuple[str, str, int]
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
-def origin_of(url: httpx.URL | str) -> Origin:
+class URLParts(Protocol):
+    """A parsed URL of any HTTP library (httpx, httpx2, yarl): what an origin needs."""
+
+    @property
+    def scheme(self) -> str: ...
+
+    @property
+    def host(self) -> str | None: ...
+
+    @property
+    def port(self) -> int | None: ...
+
+
+def _parts(url: URLParts | str) -> URLParts:
+    return httpx.URL(url) if isinstance(url, str) else url
+
+
+def origin_of(url: URLParts | str) -> Origin:
     """The origin of `url`: scheme, host and port, with the default port filled in."""
-    url = httpx.URL(url)
-    scheme = url.scheme.lower()
-    port = url.port if url.port is not None else _DEFAULT_PORTS.get(scheme, 0)
-    return scheme, url.host.lower(), port
+    parts = _parts(url)
+    scheme = parts.scheme.lower()
+    port = parts.port if parts.port is not None else _DEFAULT_PORTS.get(scheme, 0)
+    return scheme, (parts.host or "").lower(), port
 
 
 def is_loopback(host: str) -> bool:
@@ -34,18 +52,19 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def check_transport(url: httpx.URL | str, what: str = "the access token") -> None:
+def check_transport(url: URLParts | str, what: str = "the access token") -> None:
     """Refuse to let a credential travel in clear text to another machine.
 
     Raises:
         InsecureTransport: `url` is not HTTPS and its host is not loopback.
     """
-    url = httpx.URL(url)
-    if url.scheme == "https":
+    parts = _parts(url)
+    scheme, host = parts.scheme.lower(), parts.host or ""
+    if scheme == "https":
         return
-    if url.scheme == "http" and is_loopback(url.host):
+    if scheme == "http" and is_loopback(host):
         return
     raise InsecureTransport(
-        f"refusing to send {what} over plain {url.scheme} to {url.host}: tokens "
+        f"refusing to send {what} over plain {scheme} to {host}: tokens "
         "travel only over https, or over http to a loopback host"
     )

@@ -1,0 +1,105 @@
+"""What the httpx and httpx2 edges share.
+
+httpx2 continues httpx with the same requests, responses, auth protocol and
+event hooks under another module name. Everything here works on either
+library's objects; the public classes of each edge (`usersession.Client`,
+`usersession.httpx2.Client`, ...) are thin shells over it that differ only in
+the base class they extend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from ._bearer import Wire
+from ._body import Replay, replay_for
+from ._urls import Origin, URLParts, origin_of
+
+__all__ = [
+    "ORIGIN_EXTENSION",
+    "HttpxWire",
+    "astrip_foreign_token",
+    "client_kwargs",
+    "strip_foreign_token",
+]
+
+#: Request extension naming the origin the token was attached for; a
+#: redirect to any other origin must not carry it (see `strip_foreign_token`).
+ORIGIN_EXTENSION = "usersession.origin"
+
+
+class HttpxWire(Wire[Any, Any]):
+    """httpx's (or httpx2's) requests and responses.
+
+    Args:
+        byte_stream: The library's in-memory body class (``httpx.ByteStream``).
+    """
+
+    __slots__ = ("_byte_stream",)
+
+    def __init__(self, byte_stream: type) -> None:
+        self._byte_stream = byte_stream
+
+    def url(self, request: Any) -> URLParts:
+        url: URLParts = request.url
+        return url
+
+    def describe(self, request: Any) -> str:
+        return f"{request.method} {request.url.copy_with(query=None, fragment=None)}"
+
+    def authorize(self, request: Any, authorization: str, target: Origin) -> None:
+        request.headers["Authorization"] = authorization
+        # A new dict: the caller's own extensions mapping stays untouched.
+        request.extensions = {**request.extensions, ORIGIN_EXTENSION: target}
+
+    def replay(self, request: Any) -> Replay:
+        return replay_for(request, self._byte_stream)
+
+    def status(self, response: Any) -> int:
+        status: int = response.status_code
+        return status
+
+    def challenges(self, response: Any) -> list[str]:
+        values: list[str] = response.headers.get_list("WWW-Authenticate")
+        return values
+
+    def answered_url(self, response: Any) -> URLParts:
+        url: URLParts = response.request.url
+        return url
+
+    def release(self, response: Any) -> None:
+        response.read()
+
+    async def arelease(self, response: Any) -> None:
+        await response.aread()
+
+
+def strip_foreign_token(request: Any) -> None:
+    """Request hook: drop the token from a request to another origin.
+
+    S5: the token goes only to the origin it was attached for. httpx drops it
+    on cross-origin redirects except from http to https on the same host; a
+    change of scheme is a change of origin (RFC 6454), so drop it there too.
+    """
+    origin = request.extensions.get(ORIGIN_EXTENSION)
+    if origin is not None and origin_of(request.url) != origin:
+        request.headers.pop("Authorization", None)
+
+
+async def astrip_foreign_token(request: Any) -> None:
+    strip_foreign_token(request)
+
+
+def client_kwargs(kwargs: dict[str, Any], strip: Callable[..., Any]) -> dict[str, Any]:
+    """A client's keyword arguments with the redirect guard added last."""
+    if "auth" in kwargs:
+        raise TypeError(
+            "usersession clients always send the user's token; to send one "
+            "request without it, pass auth=None to that request"
+        )
+    given: Mapping[str, list[Callable[..., Any]]] = kwargs.get("event_hooks") or {}
+    hooks = {key: list(value) for key, value in given.items()}
+    # Last, so that no hook of the caller's can put the header back.
+    hooks["request"] = [*hooks.get("request", []), strip]
+    return {**kwargs, "event_hooks": hooks}
