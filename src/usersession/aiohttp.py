@@ -83,9 +83,9 @@ class _AiohttpWire(Wire[ClientRequest, ClientResponse]):
         return response.url
 
     async def arelease(self, response: ClientResponse) -> None:
-        # Keep the body for the caller, give the connection back to the pool.
+        # Reading the whole body keeps it for the caller and gives the
+        # connection back to the pool; release() would make it unreadable.
         await response.read()
-        response.release()
 
 
 _WIRE = _AiohttpWire()
