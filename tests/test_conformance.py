@@ -365,6 +365,47 @@ def test_s5_c08_redirect_within_the_origin_keeps_the_token(
     ] * 2
 
 
+def test_s5_a_chain_back_to_the_origin_without_the_token_starts_no_refresh(
+    edge: Edge, dev: DevServer
+) -> None:
+    """S5: A redirects to B (another host), B back to A. The token was
+    dropped on the way to B and does not come back, so A's 401 answers a
+    request that carried no token: it goes to the caller, no refresh."""
+    user, first = start(dev)
+    back = f"{dev.api_url}/me"
+    via_b = f"http://localhost:{dev.api.port}/redirect?to={urllib.parse.quote(back)}"
+    answer = edge.send(user, "GET", redirect_url(dev, via_b))
+    assert answer.status == 401
+    assert answer.history == (302, 302)
+    assert dev.stats().token_requests == 0
+    assert user.tokens == first
+    a1 = token_hash(first.access_token)
+    assert [(s.path, s.token_hash, s.status) for s in dev.api_seen()] == [
+        ("/redirect", a1, 302),
+        ("/redirect", None, 302),
+        ("/me", None, 401),
+    ]
+
+
+def test_r2_a_rejected_token_at_a_redirect_target_on_the_origin_is_resent(
+    edge: Edge, dev: DevServer
+) -> None:
+    """R2/R5: a redirect within the origin leads to a 401 for A1: one
+    refresh, and the chain goes on with A2 to a 200; A1 is not sent again."""
+    user, first = start(dev)
+    dev.revoke_access_token(first.access_token)
+    answer = edge.send(user, "GET", redirect_url(dev, f"{dev.api_url}/me"))
+    assert answer.status == 200
+    stats = dev.stats()
+    assert (stats.token_requests, stats.refresh_grants) == (1, 1)
+    second = current(user)
+    a1, a2 = token_hash(first.access_token), token_hash(second.access_token)
+    seen = [(s.path, s.token_hash, s.status) for s in dev.api_seen()]
+    assert seen[:2] == [("/redirect", a1, 302), ("/me", a1, 401)]
+    assert seen[-1] == ("/me", a2, 200)
+    assert all(token == a2 for _, token, _ in seen[2:])
+
+
 @pytest.mark.parametrize("other", ["host", "port"])
 def test_s5_c08_401_from_a_redirect_target_starts_no_refresh(
     edge: Edge, dev: DevServer, origin_b: OriginRecorder, other: str

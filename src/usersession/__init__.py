@@ -10,6 +10,8 @@ introspection, RFC 7662); `usersession.asgi` and `usersession.wsgi` plug it
 into web apps.
 """
 
+import logging as _logging
+
 from ._auth import UserAuth
 from ._client import AsyncClient, Client
 from ._errors import (
@@ -46,6 +48,10 @@ from ._redisstore import RedisStore
 from ._store import MemoryStore, TokenStore
 from ._tokens import Tokens
 from ._user import User
+
+# A library speaks through logging and leaves the handlers to the program
+# (Python's logging HOWTO); without this, warnings would reach stderr bare.
+_logging.getLogger("usersession").addHandler(_logging.NullHandler())
 
 __all__ = [
     "AccessDenied",

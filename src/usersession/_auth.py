@@ -50,7 +50,7 @@ class UserAuth(httpx.Auth):
         return self._bearer.allowed_origins
 
     def __repr__(self) -> str:
-        return f"UserAuth({self.user!r})"
+        return f"usersession.UserAuth({self.user!r})"
 
     def sync_auth_flow(
         self, request: httpx.Request

@@ -72,6 +72,10 @@ class Wire(abc.ABC, Generic[Req, Resp]):
     def answered_url(self, response: Resp) -> URLParts | str:
         """The URL of the request this response answers (the last hop's)."""
 
+    @abc.abstractmethod
+    def answered_authorization(self, response: Resp) -> str | None:
+        """The ``Authorization`` header of the request this response answers."""
+
     def release(self, response: Resp) -> None:
         """Read what is left of `response` and give its connection back."""
         raise NotImplementedError
@@ -147,9 +151,12 @@ class Bearer(Generic[Req, Resp]):
 
         if wire.status(response) != 401:
             return
-        # S5: a 401 from an origin that never saw the token says nothing
-        # about the token.
+        # S5: a 401 to a request that did not carry this token says nothing
+        # about it: another origin answered, or a redirect chain came back
+        # to this origin after the token had been dropped on the way.
         if origin_of(wire.answered_url(response)) != target:
+            return
+        if wire.answered_authorization(response) != _bearer(grant):
             return
         # R1: only a rejected token is worth a refresh.
         if not is_token_rejection(wire.challenges(response)):
@@ -229,12 +236,16 @@ class Bearer(Generic[Req, Resp]):
                 reply = None
 
 
+def _bearer(grant: Grant) -> str:
+    # S6: always the access token, never the id token.
+    return f"Bearer {grant.tokens.access_token}"
+
+
 def _authorize(
     wire: Wire[Any, Any], request: Any, grant: Grant, target: Origin
 ) -> None:
     # S3: exactly one Authorization header, replacing any the caller set.
-    # S6: always the access token, never the id token.
-    wire.authorize(request, f"Bearer {grant.tokens.access_token}", target)
+    wire.authorize(request, _bearer(grant), target)
 
 
 def parse_origin(text: str) -> Origin:

@@ -68,6 +68,10 @@ class HttpxWire(Wire[Any, Any]):
         url: URLParts = response.request.url
         return url
 
+    def answered_authorization(self, response: Any) -> str | None:
+        value: str | None = response.request.headers.get("Authorization")
+        return value
+
     def release(self, response: Any) -> None:
         response.read()
 

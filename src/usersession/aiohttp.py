@@ -3,8 +3,8 @@
 `client_session(user)` makes an `aiohttp.ClientSession` whose requests carry
 the user's token, with the decisions every usersession client runs (one
 refresh at a time per user, held requests, one resend, bodies never resent
-empty). Needs the extra: ``pip install 'usersession[aiohttp]'`` (aiohttp 3.12
-or later, for client middleware).
+empty). Needs the extra: ``pip install 'usersession[aiohttp]'`` (aiohttp
+3.12.2 or later, for client middleware and reusable payloads).
 
 aiohttp runs a client middleware once for every hop of a redirect chain, as
 if each hop were a new request. To keep the token from a hop to another
@@ -35,16 +35,23 @@ from ._body import Replay
 from ._urls import Origin, origin_of
 from ._user import User
 
+_NEEDS = (
+    "usersession.aiohttp needs aiohttp 3.12.2 or later; install it with "
+    "pip install 'usersession[aiohttp]'"
+)
+
 try:
     import aiohttp
     from aiohttp import ClientRequest, ClientResponse
     from aiohttp.client_middlewares import ClientHandlerType, ClientMiddlewareType
+    from aiohttp.payload import Payload
 except ImportError as exc:
-    raise ImportError(
-        "usersession.aiohttp needs aiohttp 3.12 or later; install it with "
-        "pip install 'usersession[aiohttp]'",
-        name="aiohttp",
-    ) from exc
+    raise ImportError(_NEEDS, name="aiohttp") from exc
+
+# Client middleware came in 3.12; telling a body that can go again from one
+# that is spent (Payload.consumed) in 3.12.2.
+if not hasattr(Payload, "consumed"):
+    raise ImportError(_NEEDS, name="aiohttp")
 
 __all__ = ["UserMiddleware", "client_session"]
 
@@ -82,6 +89,9 @@ class _AiohttpWire(Wire[ClientRequest, ClientResponse]):
     def answered_url(self, response: ClientResponse) -> Any:
         return response.url
 
+    def answered_authorization(self, response: ClientResponse) -> str | None:
+        return response.request_info.headers.get("Authorization")
+
     async def arelease(self, response: ClientResponse) -> None:
         # Reading the whole body keeps it for the caller and gives the
         # connection back to the pool; release() would make it unreadable.
@@ -106,6 +116,10 @@ class UserMiddleware:
         user: Whose token to send.
         allowed_origins: If given, the token is sent only to these origins;
             a request to any other origin goes out without it.
+
+    Attributes:
+        trace_config: The `aiohttp.TraceConfig` to install on the same
+            session (``trace_configs=[middleware.trace_config]``).
     """
 
     def __init__(

@@ -77,6 +77,10 @@ class _RequestsWire(Wire[requests.PreparedRequest, requests.Response]):
     def answered_url(self, response: requests.Response) -> str:
         return response.request.url or ""
 
+    def answered_authorization(self, response: requests.Response) -> str | None:
+        value = response.request.headers.get("Authorization")
+        return value.decode("latin-1") if isinstance(value, bytes) else value
+
     def release(self, response: requests.Response) -> None:
         # Keep the body for the caller, give the connection back to the pool.
         _ = response.content
@@ -125,7 +129,11 @@ class _Resume:
 def _resend(
     request: requests.PreparedRequest, rejected: requests.Response, kwargs: Any
 ) -> requests.Response:
-    prepared = request.copy()
+    # Resend the hop that met the 401, which the flow found on the token's
+    # own origin: after a redirect that is not the first request, and
+    # requests builds any further hop from the one sent last.
+    prepared = rejected.request.copy()
+    prepared.headers["Authorization"] = request.headers["Authorization"]
     adapter: Any = rejected.connection
     resent: requests.Response = adapter.send(prepared, **kwargs)
     resent.history.append(rejected)
