@@ -46,6 +46,31 @@ def test_s2_expiring_token_is_refreshed_before_the_request(
     assert user.tokens is not None and user.tokens.access_token != old
 
 
+def test_s2_tokens_set_just_after_a_proactive_refresh_are_judged_afresh(
+    dev: DevServer, mode: Mode
+) -> None:
+    """S2: proactive refreshes of one user are at least a second apart, but
+    tokens set by a new login are judged on their own: an expired one set
+    right after a proactive refresh is refreshed before sending."""
+    now = [1_000_000.0]
+    user = login(dev, clock=lambda: now[0])
+    tokens = user.tokens
+    assert tokens is not None and tokens.expires_at is not None
+    now[0] = tokens.expires_at - 10  # inside the leeway: refreshed first
+    assert send(user, mode, "GET", f"{dev.api_url}/me").status_code == 200
+    assert dev.stats().refresh_grants == 1
+
+    fresh = usersession.Tokens.from_response(dev.login())
+    assert fresh.expires_at is not None
+    now[0] = fresh.expires_at + 5  # already expired by the client's clock
+    user.set_tokens(fresh)
+    response = send(user, mode, "GET", f"{dev.api_url}/me")
+    assert response.status_code == 200
+    assert response.history == []
+    assert dev.stats().refresh_grants == 2
+    assert token_hash(fresh.access_token) not in [s.token_hash for s in dev.api_seen()]
+
+
 def test_s2_a_token_is_never_due_when_issued(mode: Mode) -> None:
     """S2: a 10 s token with a 30 s leeway is used, not refreshed at once."""
     with DevServer(access_token_lifetime=10.0) as dev:

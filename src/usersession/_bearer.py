@@ -28,7 +28,7 @@ from ._body import Replay
 from ._challenge import is_token_rejection
 from ._errors import ClientError, RefreshUnavailable
 from ._secrets import fingerprint
-from ._urls import Origin, URLParts, check_transport, origin_of
+from ._urls import Origin, URLParts, check_transport, origin_of, url_parts
 from ._user import Grant, User
 
 __all__ = ["Bearer", "Wire", "parse_origin"]
@@ -136,12 +136,13 @@ class Bearer(Generic[Req, Resp]):
     def flow(self, request: Req) -> Generator[_Step, Any, None]:
         """Every decision about `request`, as steps for a driver to perform."""
         wire = self.wire
-        target = origin_of(wire.url(request))
+        url = url_parts(wire.url(request))
+        target = origin_of(url)
         if self.allowed_origins is not None and target not in self.allowed_origins:
             yield _Send(request)
             return
         # S4: refuse before a byte is sent, and before any refresh.
-        check_transport(wire.url(request))
+        check_transport(url)
         replay = wire.replay(request)
 
         grant: Grant | None = yield _Acquire()

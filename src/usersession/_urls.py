@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
-from typing import Protocol
+import urllib.parse
+from typing import NamedTuple, Protocol
 
 import httpx
 
 from ._errors import InsecureTransport
 
-__all__ = ["Origin", "URLParts", "check_transport", "is_loopback", "origin_of"]
+__all__ = [
+    "Origin",
+    "URLParts",
+    "check_transport",
+    "is_loopback",
+    "origin_of",
+    "url_parts",
+]
 
 Origin = tuple[str, str, int]
 
@@ -29,18 +38,35 @@ class URLParts(Protocol):
     def port(self) -> int | None: ...
 
 
-def _parts(url: URLParts | str) -> URLParts:
-    return httpx.URL(url) if isinstance(url, str) else url
+class _Split(NamedTuple):
+    scheme: str
+    host: str | None
+    port: int | None
+
+
+def url_parts(url: URLParts | str) -> URLParts:
+    """Scheme, host and port of `url`, parsed once for the checks below."""
+    if not isinstance(url, str):
+        return url
+    # urlsplit is several times faster than a full URL parse, and scheme,
+    # host and port are all an origin needs.
+    split = urllib.parse.urlsplit(url)
+    try:
+        port = split.port
+    except ValueError:
+        return httpx.URL(url)  # let the full parser say what is wrong
+    return _Split(split.scheme, split.hostname, port)
 
 
 def origin_of(url: URLParts | str) -> Origin:
     """The origin of `url`: scheme, host and port, with the default port filled in."""
-    parts = _parts(url)
+    parts = url_parts(url)
     scheme = parts.scheme.lower()
     port = parts.port if parts.port is not None else _DEFAULT_PORTS.get(scheme, 0)
     return scheme, (parts.host or "").lower(), port
 
 
+@functools.lru_cache(maxsize=256)
 def is_loopback(host: str) -> bool:
     """True for ``localhost``, 127.0.0.0/8 and ``::1``."""
     host = host.lower().strip("[]")
@@ -58,7 +84,7 @@ def check_transport(url: URLParts | str, what: str = "the access token") -> None
     Raises:
         InsecureTransport: `url` is not HTTPS and its host is not loopback.
     """
-    parts = _parts(url)
+    parts = url_parts(url)
     scheme, host = parts.scheme.lower(), parts.host or ""
     if scheme == "https":
         return

@@ -505,6 +505,9 @@ class User:
             self._unavailable = None
             self._not_before = float("-inf")
             self._proactive_pause_until = float("-inf")
+            # New tokens from a login are judged on their own expiry, not
+            # held back by the pacing of refreshes of the old ones.
+            self._next_proactive_at = float("-inf")
             flight, self._flight = self._flight, None
         if flight is not None:
             flight.complete(Refreshed(tokens, adopted=True))

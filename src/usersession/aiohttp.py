@@ -178,8 +178,9 @@ class UserMiddleware:
                     outgoing = await steps.asend(response)
                 except StopAsyncIteration:
                     return response
-        finally:
+        except BaseException:
             await steps.aclose()
+            raise
 
     def _current_call(self) -> SimpleNamespace | None:
         task = asyncio.current_task()
