@@ -129,6 +129,8 @@ class User:
 
         self._lock = threading.Lock()
         self._generation = 0
+        #: The grant the last send found fresh (see `_decide_send`).
+        self._fresh: Grant | None = None
         self._flight: Flight | None = None
         self._failure: tuple[int, UserRefreshFailed] | None = None
         self._unavailable: RefreshUnavailable | None = None
@@ -331,6 +333,20 @@ class User:
         return _Lead(flight)
 
     def _decide_send(self) -> _Decision:
+        # The common case without the lock: the tokens the last send found
+        # fresh are still the user's, nothing is under way, and they are
+        # still not due. Each read is atomic and the tokens are read first,
+        # so a pass means those tokens were current at that moment, as if
+        # the lock had been taken then.
+        fresh = self._fresh
+        if (
+            fresh is not None
+            and self._tokens is fresh.tokens
+            and self._generation == fresh.generation
+            and self._flight is None
+            and not fresh.tokens.is_due(self.leeway, self._clock())
+        ):
+            return fresh
         with self._lock:
             tokens = self._tokens
             if tokens is None:
@@ -343,9 +359,12 @@ class User:
             return _Join(self._flight)
         grant = Grant(tokens, self._generation)
         now = self._clock()
+        if not tokens.is_due(self.leeway, now):
+            self._fresh = grant
+            return grant
         # Without a refresh token nothing can renew the token early; let the
         # API judge it, and a rejection end the session (F3).
-        if not tokens.is_due(self.leeway, now) or self._refresh_form(tokens) is None:
+        if self._refresh_form(tokens) is None:
             return grant
         expired = tokens.is_expired(now)
         mono = self._monotonic()
