@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import queue
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -63,6 +64,13 @@ def run_cli(
     )
 
 
+def _interruptible() -> None:
+    # A suite started in the background (``pytest &``) inherits SIGINT
+    # ignored, and so would every process it starts; these are sent Ctrl-C
+    # on purpose, so they get the default disposition a terminal gives.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Running:
     """A ``usersession`` process whose stderr (or stdout) is read as it comes."""
 
@@ -74,6 +82,7 @@ class Running:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            preexec_fn=_interruptible,
         )
         self.seen = ""
         self._chunks: queue.Queue[str | None] = queue.Queue()
