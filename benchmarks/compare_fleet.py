@@ -6,7 +6,8 @@ Each ``go`` line on standard input fires one round: `threads` threads (one
 shared `usersession.Client`) and `tasks` asyncio tasks (one shared
 `usersession.AsyncClient`) each send one GET at the same moment; the round's
 outcome goes back as one JSON line. An empty line (or the end of input)
-ends the process.
+ends the process, after one last JSON line: what the loopback guard refused
+in it (`compare_guard.report()`).
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ def main() -> None:
     client.close()
     loop.run_until_complete(aclient.aclose())
     loop.close()
+    print(compare_guard.report(), flush=True)
 
 
 def _round(

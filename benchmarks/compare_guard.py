@@ -3,12 +3,15 @@
 `install()` sets environment variables that stop the libraries under test
 from looking for cloud metadata servers, default credentials, proxies or
 client certificates, then adds an audit hook (PEP 578) that refuses, in this
-process, any socket connect, bind, send or name lookup that is not aimed at
+process, any socket connect, bind, send or name lookup (``getaddrinfo``,
+``gethostbyname``, ``gethostbyaddr``, ``getnameinfo``) that is not aimed at
 127.0.0.0/8, ::1 or ``localhost``, and any attempt to open a web browser.
 A refused operation raises ``PermissionError``; nothing is ever sent.
 
 Every process of the comparison calls it first: the driver, the servers and
-the fleet workers.
+the fleet workers. Each keeps what it refused in `REFUSED`; the servers and
+the fleet workers hand theirs to the driver when they stop (`report()`), so
+that the results page counts the refusals of every process.
 """
 
 from __future__ import annotations
@@ -97,11 +100,23 @@ def _hook(event: str, args: tuple[Any, ...]) -> None:
         host = args[0]
         if host is not None and not _loopback(host):
             _refuse(f"lookup of {host!r}")
-    elif event == "socket.gethostbyname":
+    elif event in ("socket.gethostbyname", "socket.gethostbyaddr"):
         if not _loopback(args[0]):
             _refuse(f"lookup of {args[0]!r}")
+    elif event == "socket.getnameinfo":
+        # args[0] is the socket address whose name is asked for.
+        address = args[0]
+        if not (isinstance(address, tuple) and address and _loopback(address[0])):
+            _refuse(f"name lookup of {address!r}")
     elif event == "webbrowser.open":
         _refuse("opening a web browser")
+
+
+def report() -> str:
+    """This process's refusals, as one JSON line for the driver."""
+    import json
+
+    return json.dumps({"refused": REFUSED})
 
 
 def install() -> None:

@@ -11,12 +11,15 @@ the overhead runs: it answers 200 to a request whose ``Authorization`` is
 ``Bearer <token>`` for a token it was told about, 401 otherwise. It is fast
 and single-threaded, so what the overhead runs measure is the client.
 
-Both listen on 127.0.0.1 only and print their address first.
+Both listen on 127.0.0.1 only and print their address first. When they
+stop, the driver collects what the loopback guard refused in them
+(each handle's `refused`, set by `close()`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import secrets
 import subprocess
@@ -82,6 +85,8 @@ def _authority_main() -> None:
                     dev.introspection_endpoint, data={"token": command["token"]}
                 )
                 return answer.json().get("active") is True
+            if op == "refused":
+                return list(compare_guard.REFUSED)
             if op == "token_hash":
                 return token_hash(command["token"])
             raise ValueError(f"unknown op {op!r}")
@@ -149,6 +154,11 @@ class Authority:
         )
 
     def close(self) -> None:
+        # What the guard refused in the server, asked while it still answers.
+        try:
+            self.refused: list[str] | None = list(self.call("refused"))
+        except (RuntimeError, OSError, ValueError):
+            self.refused = None
         if self._process.stdin is not None:
             self._process.stdin.close()
         try:
@@ -231,6 +241,7 @@ async def _api_main() -> None:
     # Serve until the driver closes our standard input.
     await loop.run_in_executor(None, sys.stdin.read)
     server.close()
+    print(compare_guard.report(), flush=True)
 
 
 class FastAPI:
@@ -260,13 +271,17 @@ class FastAPI:
     def close(self) -> None:
         if self._process.stdin is not None:
             self._process.stdin.close()
+        # Its last line: what the guard refused in it (None if it never came).
+        self.refused: list[str] | None = None
+        assert self._process.stdout is not None
+        with contextlib.suppress(ValueError, OSError, KeyError, TypeError):
+            self.refused = list(json.loads(self._process.stdout.readline())["refused"])
         try:
             self._process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self._process.kill()
             self._process.wait()
-        if self._process.stdout is not None:
-            self._process.stdout.close()
+        self._process.stdout.close()
 
 
 if __name__ == "__main__":

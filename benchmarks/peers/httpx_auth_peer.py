@@ -31,7 +31,10 @@ SETUP = (
     "cached token is within 30 s of expiry, never on a 401. With "
     "`httpx.AsyncClient` it still refreshes with a blocking `httpx.Client`. "
     "Its interactive login (a server on all interfaces plus a browser) is "
-    "replaced by a counting stub, see 'login prompts'."
+    "replaced by a counting stub, see 'login prompts'. The login's tokens are "
+    "put into its cache through a private method, "
+    "`OAuth2.token_cache._add_token(state, access_token, expires_at, "
+    "refresh_token)`: httpx-auth has no public way to seed a token."
 )
 
 _counter = itertools.count()
