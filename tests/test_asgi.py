@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.utils
 import importlib
 import socket
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import httpx
@@ -188,6 +189,29 @@ def test_c09_answers_to_the_apis_caller(
             assert refused.json()["error"] == "temporarily_unavailable"
         assert get(f"{url}/items", token).status_code == 200
         assert introspections(dev) == 2
+
+
+def test_v2_a_retry_after_from_introspection_is_passed_on(dev: DevServer) -> None:
+    """V2: when the introspection endpoint answers 429 or 503 with a
+    Retry-After (seconds or an HTTP date), the API's 503 carries one, in
+    whole seconds rounded up; without one, none."""
+    token = dev.login("alice", "read")["access_token"]
+    later = email.utils.formatdate(time.time() + 120, usegmt=True)
+    cases: list[tuple[Fault, Callable[[str | None], bool]]] = [
+        (Fault.status(429, headers={"Retry-After": "7"}), lambda v: v == "7"),
+        (
+            Fault.status(503, headers={"Retry-After": later}),
+            lambda v: v is not None and 110 <= int(v) <= 120,
+        ),
+        (Fault.status(503), lambda v: v is None),
+    ]
+    with serving(starlette_app(introspector_for(dev, timeout=0.3))) as url:
+        for fault, expected in cases:
+            dev.inject("introspection", fault)
+            refused = get(f"{url}/items", token)
+            assert refused.status_code == 503
+            seen = refused.headers.get("retry-after")
+            assert expected(seen), seen
 
 
 def test_v2_unreachable_introspection_is_503(dev: DevServer, served: str) -> None:

@@ -5,10 +5,12 @@ tokens by introspection at the development server (V1, V2, V3, C09)."""
 from __future__ import annotations
 
 import contextlib
+import email.utils
 import json
 import socketserver
 import threading
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
@@ -151,6 +153,31 @@ def test_c09_answers_to_the_apis_caller(
             assert "www-authenticate" not in refused.headers
         assert get(f"{url}/items", token).status_code == 200
         assert introspections(dev) == 2
+    introspector.close()
+
+
+def test_v2_a_retry_after_from_introspection_is_passed_on(dev: DevServer) -> None:
+    """V2: when the introspection endpoint answers 429 or 503 with a
+    Retry-After (seconds or an HTTP date), the API's 503 carries one, in
+    whole seconds rounded up; without one, none."""
+    token = dev.login("alice", "read")["access_token"]
+    later = email.utils.formatdate(time.time() + 120, usegmt=True)
+    cases: list[tuple[Fault, Callable[[str | None], bool]]] = [
+        (Fault.status(429, headers={"Retry-After": "7"}), lambda v: v == "7"),
+        (
+            Fault.status(503, headers={"Retry-After": later}),
+            lambda v: v is not None and 110 <= int(v) <= 120,
+        ),
+        (Fault.status(503), lambda v: v is None),
+    ]
+    introspector = introspector_for(dev, timeout=0.3)
+    with serving(wsgi_app(introspector)) as url:
+        for fault, expected in cases:
+            dev.inject("introspection", fault)
+            refused = get(f"{url}/items", token)
+            assert refused.status_code == 503
+            seen = refused.headers.get("retry-after")
+            assert expected(seen), seen
     introspector.close()
 
 

@@ -256,6 +256,8 @@ class IntrospectionUnavailable(TokenCheckError):
         upstream_status: The introspection endpoint's HTTP status, or
             ``None`` when no answer came.
         body_excerpt: The start of its answer, scrubbed of secrets.
+        retry_after: Seconds until the endpoint asked to be called again
+            (its ``Retry-After``), or ``None``.
     """
 
     status_code = 503
@@ -267,7 +269,9 @@ class IntrospectionUnavailable(TokenCheckError):
         *,
         upstream_status: int | None = None,
         body_excerpt: str | None = None,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(message)
         self.upstream_status = upstream_status
         self.body_excerpt = body_excerpt
+        self.retry_after = retry_after

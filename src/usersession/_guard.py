@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 from collections.abc import Callable, Collection, Sequence
 from typing import Any
@@ -142,8 +143,16 @@ class Guard:
         if isinstance(error, IntrospectionUnavailable):
             # RFC 7662 section 4 leaves this to the resource server: failing
             # closed keeps a broken introspection from letting anyone in.
-            return self._answer(
+            answer = self._answer(
                 503, None, "the token cannot be checked now", challenge=False
+            )
+            if error.retry_after is None:
+                return answer
+            # RFC 9110 10.2.3: pass on when the introspection endpoint said
+            # to come back, in whole seconds, never sooner.
+            seconds = max(0, math.ceil(error.retry_after))
+            return dataclasses.replace(
+                answer, headers=(*answer.headers, ("Retry-After", str(seconds)))
             )
         if isinstance(error, InsufficientScope):
             return self._answer(

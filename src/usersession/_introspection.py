@@ -46,6 +46,7 @@ import httpx
 
 from ._errors import InsufficientScope, IntrospectionUnavailable, InvalidToken
 from ._flight import Rendezvous
+from ._oauth import parse_retry_after
 from ._provider import Provider
 from ._secrets import SECRET_FIELDS, excerpt, fingerprint
 
@@ -196,6 +197,7 @@ class _Unavailable:
     reason: str
     upstream_status: int | None = None
     body_excerpt: str | None = None
+    retry_after: float | None = None
 
 
 _Result = _Active | _Inactive | _Unavailable
@@ -497,6 +499,7 @@ class Introspector:
                 f"token introspection is unavailable: {result.reason}",
                 upstream_status=result.upstream_status,
                 body_excerpt=result.body_excerpt,
+                retry_after=result.retry_after,
             )
         if isinstance(result, _Inactive):
             raise InvalidToken(f"the access token is not active ({result.reason})")
@@ -578,7 +581,14 @@ class Introspector:
                 # Our own client authentication failed: a configuration error
                 # on this side, never a verdict on the token.
                 reason += "; it refused this API's client credentials"
-            return _Unavailable(reason, status, excerpt(answer.content, secrets))
+            # RFC 9110 10.2.3: a 429 or 503 may say when to come back; the
+            # API passes that on in its own 503.
+            retry_after = parse_retry_after(
+                answer.headers.get("Retry-After"), self._clock()
+            )
+            return _Unavailable(
+                reason, status, excerpt(answer.content, secrets), retry_after
+            )
         try:
             payload = answer.json()
         except ValueError:
