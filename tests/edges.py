@@ -653,200 +653,157 @@ def _httpx_wire_bytes(
         return data
 
 
-class HttpxSync(SyncEdge[httpx.Client]):
-    """`usersession.Client`, an httpx.Client; opt-out: ``auth=None``."""
+class _HttpxFamilySync(SyncEdge[Any]):
+    """A sync client of httpx or httpx2 (same API); opt-out: ``auth=None``."""
+
+    #: The library's request class, for the exact bytes of a body.
+    request_class: ClassVar[type]
+
+    @abc.abstractmethod
+    def client_class(self) -> Callable[..., Any]:
+        """The usersession client class of this edge."""
+
+    def session(
+        self,
+        user: User,
+        *,
+        allowed_origins: Sequence[str] | None = None,
+        proxy: str | None = None,
+    ) -> contextlib.AbstractContextManager[Any]:
+        client: contextlib.AbstractContextManager[Any] = self.client_class()(
+            user,
+            allowed_origins=allowed_origins,
+            proxy=proxy,
+            trust_env=False,
+            timeout=PATIENCE,
+        )
+        return client
+
+    def request(
+        self,
+        session: Any,
+        method: str,
+        url: str,
+        *,
+        headers: Headers | None = None,
+        body: Body | None = None,
+        without_token: bool = False,
+        follow_redirects: bool = True,
+    ) -> Answer:
+        with contextlib.ExitStack() as stack:
+            options = _httpx_options(body, headers, stack, is_async=False)
+            if without_token:
+                options["auth"] = None
+            response = session.request(
+                method, url, follow_redirects=follow_redirects, **options
+            )
+            return _httpx_answer(response)
+
+    def _describe(self, session: Any, user: User) -> list[str]:
+        return [repr(session), str(session), repr(session.auth), str(session.auth)]
+
+    def wire_bytes(self, body: Body) -> bytes:
+        return _httpx_wire_bytes(self.request_class, body, is_async=False)
+
+
+class _HttpxFamilyAsync(AsyncEdge[Any]):
+    """An async client of httpx or httpx2 (same API); opt-out: ``auth=None``."""
+
+    request_class: ClassVar[type]
+
+    @abc.abstractmethod
+    def client_class(self) -> Callable[..., Any]:
+        """The usersession client class of this edge."""
+
+    def session(
+        self,
+        user: User,
+        *,
+        allowed_origins: Sequence[str] | None = None,
+        proxy: str | None = None,
+    ) -> contextlib.AbstractAsyncContextManager[Any]:
+        client: contextlib.AbstractAsyncContextManager[Any] = self.client_class()(
+            user,
+            allowed_origins=allowed_origins,
+            proxy=proxy,
+            trust_env=False,
+            timeout=PATIENCE,
+        )
+        return client
+
+    async def request(
+        self,
+        session: Any,
+        method: str,
+        url: str,
+        *,
+        headers: Headers | None = None,
+        body: Body | None = None,
+        without_token: bool = False,
+        follow_redirects: bool = True,
+    ) -> Answer:
+        with contextlib.ExitStack() as stack:
+            options = _httpx_options(body, headers, stack, is_async=True)
+            if without_token:
+                options["auth"] = None
+            response = await session.request(
+                method, url, follow_redirects=follow_redirects, **options
+            )
+            return _httpx_answer(response)
+
+    def _describe(self, session: Any, user: User) -> list[str]:
+        return [repr(session), str(session), repr(session.auth), str(session.auth)]
+
+    def wire_bytes(self, body: Body) -> bytes:
+        return _httpx_wire_bytes(self.request_class, body, is_async=True)
+
+
+class HttpxSync(_HttpxFamilySync):
+    """`usersession.Client`, an httpx.Client."""
 
     name = "httpx-sync"
     module = "usersession"
+    request_class = httpx.Request
 
-    def session(
-        self,
-        user: User,
-        *,
-        allowed_origins: Sequence[str] | None = None,
-        proxy: str | None = None,
-    ) -> contextlib.AbstractContextManager[httpx.Client]:
-        return usersession.Client(
-            user,
-            allowed_origins=allowed_origins,
-            proxy=proxy,
-            trust_env=False,
-            timeout=PATIENCE,
-        )
-
-    def request(
-        self,
-        session: httpx.Client,
-        method: str,
-        url: str,
-        *,
-        headers: Headers | None = None,
-        body: Body | None = None,
-        without_token: bool = False,
-        follow_redirects: bool = True,
-    ) -> Answer:
-        with contextlib.ExitStack() as stack:
-            options = _httpx_options(body, headers, stack, is_async=False)
-            if without_token:
-                options["auth"] = None
-            response = session.request(
-                method, url, follow_redirects=follow_redirects, **options
-            )
-            return _httpx_answer(response)
-
-    def _describe(self, session: httpx.Client, user: User) -> list[str]:
-        return [repr(session), str(session), repr(session.auth), str(session.auth)]
-
-    def wire_bytes(self, body: Body) -> bytes:
-        return _httpx_wire_bytes(httpx.Request, body, is_async=False)
+    def client_class(self) -> Callable[..., Any]:
+        return usersession.Client
 
 
-class HttpxAsync(AsyncEdge[httpx.AsyncClient]):
-    """`usersession.AsyncClient`, an httpx.AsyncClient; opt-out: ``auth=None``."""
+class HttpxAsync(_HttpxFamilyAsync):
+    """`usersession.AsyncClient`, an httpx.AsyncClient."""
 
     name = "httpx-async"
     module = "usersession"
+    request_class = httpx.Request
 
-    def session(
-        self,
-        user: User,
-        *,
-        allowed_origins: Sequence[str] | None = None,
-        proxy: str | None = None,
-    ) -> contextlib.AbstractAsyncContextManager[httpx.AsyncClient]:
-        return usersession.AsyncClient(
-            user,
-            allowed_origins=allowed_origins,
-            proxy=proxy,
-            trust_env=False,
-            timeout=PATIENCE,
-        )
-
-    async def request(
-        self,
-        session: httpx.AsyncClient,
-        method: str,
-        url: str,
-        *,
-        headers: Headers | None = None,
-        body: Body | None = None,
-        without_token: bool = False,
-        follow_redirects: bool = True,
-    ) -> Answer:
-        with contextlib.ExitStack() as stack:
-            options = _httpx_options(body, headers, stack, is_async=True)
-            if without_token:
-                options["auth"] = None
-            response = await session.request(
-                method, url, follow_redirects=follow_redirects, **options
-            )
-            return _httpx_answer(response)
-
-    def _describe(self, session: httpx.AsyncClient, user: User) -> list[str]:
-        return [repr(session), str(session), repr(session.auth), str(session.auth)]
-
-    def wire_bytes(self, body: Body) -> bytes:
-        return _httpx_wire_bytes(httpx.Request, body, is_async=True)
+    def client_class(self) -> Callable[..., Any]:
+        return usersession.AsyncClient
 
 
-class Httpx2Sync(SyncEdge[httpx2.Client]):
-    """`usersession.httpx2.Client`, an httpx2.Client; opt-out: ``auth=None``."""
+class Httpx2Sync(_HttpxFamilySync):
+    """`usersession.httpx2.Client`, an httpx2.Client."""
 
     name = "httpx2-sync"
     module = "usersession.httpx2"
+    request_class = httpx2.Request
 
-    def session(
-        self,
-        user: User,
-        *,
-        allowed_origins: Sequence[str] | None = None,
-        proxy: str | None = None,
-    ) -> contextlib.AbstractContextManager[httpx2.Client]:
+    def client_class(self) -> Callable[..., Any]:
         from usersession import httpx2 as us_httpx2
 
-        return us_httpx2.Client(
-            user,
-            allowed_origins=allowed_origins,
-            proxy=proxy,
-            trust_env=False,
-            timeout=PATIENCE,
-        )
-
-    def request(
-        self,
-        session: httpx2.Client,
-        method: str,
-        url: str,
-        *,
-        headers: Headers | None = None,
-        body: Body | None = None,
-        without_token: bool = False,
-        follow_redirects: bool = True,
-    ) -> Answer:
-        with contextlib.ExitStack() as stack:
-            options = _httpx_options(body, headers, stack, is_async=False)
-            if without_token:
-                options["auth"] = None
-            response = session.request(
-                method, url, follow_redirects=follow_redirects, **options
-            )
-            return _httpx_answer(response)
-
-    def _describe(self, session: httpx2.Client, user: User) -> list[str]:
-        return [repr(session), str(session), repr(session.auth), str(session.auth)]
-
-    def wire_bytes(self, body: Body) -> bytes:
-        return _httpx_wire_bytes(httpx2.Request, body, is_async=False)
+        return us_httpx2.Client
 
 
-class Httpx2Async(AsyncEdge[httpx2.AsyncClient]):
-    """`usersession.httpx2.AsyncClient`; opt-out: ``auth=None``."""
+class Httpx2Async(_HttpxFamilyAsync):
+    """`usersession.httpx2.AsyncClient`, an httpx2.AsyncClient."""
 
     name = "httpx2-async"
     module = "usersession.httpx2"
+    request_class = httpx2.Request
 
-    def session(
-        self,
-        user: User,
-        *,
-        allowed_origins: Sequence[str] | None = None,
-        proxy: str | None = None,
-    ) -> contextlib.AbstractAsyncContextManager[httpx2.AsyncClient]:
+    def client_class(self) -> Callable[..., Any]:
         from usersession import httpx2 as us_httpx2
 
-        return us_httpx2.AsyncClient(
-            user,
-            allowed_origins=allowed_origins,
-            proxy=proxy,
-            trust_env=False,
-            timeout=PATIENCE,
-        )
-
-    async def request(
-        self,
-        session: httpx2.AsyncClient,
-        method: str,
-        url: str,
-        *,
-        headers: Headers | None = None,
-        body: Body | None = None,
-        without_token: bool = False,
-        follow_redirects: bool = True,
-    ) -> Answer:
-        with contextlib.ExitStack() as stack:
-            options = _httpx_options(body, headers, stack, is_async=True)
-            if without_token:
-                options["auth"] = None
-            response = await session.request(
-                method, url, follow_redirects=follow_redirects, **options
-            )
-            return _httpx_answer(response)
-
-    def _describe(self, session: httpx2.AsyncClient, user: User) -> list[str]:
-        return [repr(session), str(session), repr(session.auth), str(session.auth)]
-
-    def wire_bytes(self, body: Body) -> bytes:
-        return _httpx_wire_bytes(httpx2.Request, body, is_async=True)
+        return us_httpx2.AsyncClient
 
 
 # -- requests --------------------------------------------------------------------
