@@ -148,3 +148,36 @@ def test_x1_request_errors_do_not_echo_the_authorization_header() -> None:
         client.get("https://api.example/")
     assert "access-abc" not in str(caught.value)
     assert "access-abc" not in repr(caught.value.request)
+
+
+def test_x1_a_password_in_the_url_never_reaches_the_log(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """X1: the debug line about a 401 names the request by method and URL
+    without its user info, query or fragment, on every library's wire."""
+    import requests
+
+    from usersession.requests import _WIRE as requests_wire
+
+    url = "https://me:pw-in-url@api.example/items?key=query-secret#frag"
+
+    def reject(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(401, headers={"WWW-Authenticate": "Bearer"})
+
+    provider = usersession.Provider("https://as.example/token", "c", "s")
+    user = usersession.User(provider, usersession.Tokens("at-secret"))
+    caplog.set_level(logging.DEBUG)
+    transport = httpx.MockTransport(reject)
+    with (
+        usersession.Client(user, transport=transport) as client,
+        pytest.raises(usersession.UserRefreshFailed),
+    ):
+        client.get(url)
+    prepared = requests.Request("GET", url).prepare()
+    # httpx logs the URL it was given at INFO itself; this is about ours.
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("usersession")]
+    lines.append(requests_wire.describe(prepared))
+    assert any("GET https://api.example/items" in line for line in lines)
+    for line in lines:
+        for secret in ("pw-in-url", "query-secret", "frag", "at-secret"):
+            assert secret not in line, line

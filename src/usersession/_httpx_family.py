@@ -14,7 +14,7 @@ from typing import Any
 
 from ._bearer import Wire
 from ._body import Replay, replay_for
-from ._urls import Origin, URLParts, origin_of
+from ._urls import Origin, URLParts, loggable, origin_of
 
 __all__ = [
     "ORIGIN_EXTENSION",
@@ -46,7 +46,7 @@ class HttpxWire(Wire[Any, Any]):
         return url
 
     def describe(self, request: Any) -> str:
-        return f"{request.method} {request.url.copy_with(query=None, fragment=None)}"
+        return f"{request.method} {loggable(str(request.url))}"
 
     def authorize(self, request: Any, authorization: str, target: Origin) -> None:
         request.headers["Authorization"] = authorization

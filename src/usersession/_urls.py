@@ -16,6 +16,7 @@ __all__ = [
     "URLParts",
     "check_transport",
     "is_loopback",
+    "loggable",
     "origin_of",
     "url_parts",
 ]
@@ -94,3 +95,17 @@ def check_transport(url: URLParts | str, what: str = "the access token") -> None
         f"refusing to send {what} over plain {scheme} to {host}: tokens "
         "travel only over https, or over http to a loopback host"
     )
+
+
+def loggable(url: str) -> str:
+    """`url` fit for a log line: without user info (it may hold a password),
+    query or fragment."""
+    split = urllib.parse.urlsplit(url)
+    host = split.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = f":{split.port}" if split.port is not None else ""
+    except ValueError:
+        port = ""
+    return urllib.parse.urlunsplit((split.scheme, host + port, split.path, "", ""))

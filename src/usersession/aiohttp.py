@@ -32,7 +32,7 @@ from typing import Any
 
 from ._bearer import Bearer, Wire
 from ._body import Replay
-from ._urls import Origin, origin_of
+from ._urls import Origin, loggable, origin_of
 from ._user import User
 
 _NEEDS = (
@@ -63,7 +63,7 @@ class _AiohttpWire(Wire[ClientRequest, ClientResponse]):
         return request.url
 
     def describe(self, request: ClientRequest) -> str:
-        return f"{request.method} {request.url.with_query(None).with_fragment(None)}"
+        return f"{request.method} {loggable(str(request.url))}"
 
     def authorize(
         self, request: ClientRequest, authorization: str, target: Origin

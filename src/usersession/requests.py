@@ -26,7 +26,7 @@ from typing import Any
 
 from ._bearer import Bearer, Wire
 from ._body import FIXED, Replay, seekable_file
-from ._urls import Origin, origin_of
+from ._urls import Origin, loggable, origin_of
 from ._user import User
 
 try:
@@ -49,7 +49,7 @@ class _RequestsWire(Wire[requests.PreparedRequest, requests.Response]):
         return request.url or ""
 
     def describe(self, request: requests.PreparedRequest) -> str:
-        return f"{request.method} {(request.url or '').partition('?')[0]}"
+        return f"{request.method} {loggable(request.url or '')}"
 
     def authorize(
         self, request: requests.PreparedRequest, authorization: str, target: Origin
