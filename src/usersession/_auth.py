@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Generator, Iterable
-
 import httpx
 
-from ._bearer import Bearer
-from ._httpx_family import ORIGIN_EXTENSION, HttpxWire
-from ._urls import Origin
-from ._user import User
+from ._httpx_family import ORIGIN_EXTENSION, BearerAuth, HttpxWire
 
 __all__ = ["ORIGIN_EXTENSION", "UserAuth"]
 
-_WIRE = HttpxWire(httpx.ByteStream)
 
-
-class UserAuth(httpx.Auth):
+class UserAuth(BearerAuth, httpx.Auth):
     """An httpx auth that sends a `User`'s access token and keeps it fresh.
 
     Use it with any `httpx.Client` or `httpx.AsyncClient`. `usersession.Client`
@@ -31,33 +24,5 @@ class UserAuth(httpx.Auth):
             to any other origin goes out without it.
     """
 
-    requires_request_body = False
-    requires_response_body = False
-
-    def __init__(
-        self, user: User, *, allowed_origins: Iterable[str] | None = None
-    ) -> None:
-        self._bearer: Bearer[httpx.Request, httpx.Response] = Bearer(
-            user, _WIRE, allowed_origins
-        )
-
-    @property
-    def user(self) -> User:
-        return self._bearer.user
-
-    @property
-    def allowed_origins(self) -> frozenset[Origin] | None:
-        return self._bearer.allowed_origins
-
-    def __repr__(self) -> str:
-        return f"usersession.UserAuth({self.user!r})"
-
-    def sync_auth_flow(
-        self, request: httpx.Request
-    ) -> Generator[httpx.Request, httpx.Response, None]:
-        return self._bearer.sync_steps(request)
-
-    def async_auth_flow(
-        self, request: httpx.Request
-    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
-        return self._bearer.async_steps(request)
+    _wire = HttpxWire(httpx.ByteStream)
+    _name = "usersession.UserAuth"

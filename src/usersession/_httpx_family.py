@@ -9,15 +9,17 @@ the base class they extend.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import AsyncGenerator, Callable, Generator, Iterable, Mapping
+from typing import Any, ClassVar
 
-from ._bearer import Wire
+from ._bearer import Bearer, Wire
 from ._body import Replay, replay_for
 from ._urls import Origin, URLParts, loggable, origin_of
+from ._user import User
 
 __all__ = [
     "ORIGIN_EXTENSION",
+    "BearerAuth",
     "HttpxWire",
     "astrip_foreign_token",
     "client_kwargs",
@@ -77,6 +79,39 @@ class HttpxWire(Wire[Any, Any]):
 
     async def arelease(self, response: Any) -> None:
         await response.aread()
+
+
+class BearerAuth:
+    """The body of `UserAuth` for httpx and httpx2; each library's class
+    adds only its own ``Auth`` base, its wire and its name."""
+
+    requires_request_body = False
+    requires_response_body = False
+
+    _wire: ClassVar[HttpxWire]
+    _name: ClassVar[str]
+
+    def __init__(
+        self, user: User, *, allowed_origins: Iterable[str] | None = None
+    ) -> None:
+        self._bearer: Bearer[Any, Any] = Bearer(user, self._wire, allowed_origins)
+
+    @property
+    def user(self) -> User:
+        return self._bearer.user
+
+    @property
+    def allowed_origins(self) -> frozenset[Origin] | None:
+        return self._bearer.allowed_origins
+
+    def __repr__(self) -> str:
+        return f"{self._name}({self.user!r})"
+
+    def sync_auth_flow(self, request: Any) -> Generator[Any, Any, None]:
+        return self._bearer.sync_steps(request)
+
+    def async_auth_flow(self, request: Any) -> AsyncGenerator[Any, Any]:
+        return self._bearer.async_steps(request)
 
 
 def strip_foreign_token(request: Any) -> None:

@@ -16,17 +16,16 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Generator, Iterable
+from collections.abc import Iterable
 from typing import Any
 
-from ._bearer import Bearer
 from ._httpx_family import (
+    BearerAuth,
     HttpxWire,
     astrip_foreign_token,
     client_kwargs,
     strip_foreign_token,
 )
-from ._urls import Origin
 from ._user import User
 
 try:
@@ -40,10 +39,8 @@ except ImportError as exc:
 
 __all__ = ["AsyncClient", "Client", "UserAuth"]
 
-_WIRE = HttpxWire(httpx2.ByteStream)
 
-
-class UserAuth(httpx2.Auth):
+class UserAuth(BearerAuth, httpx2.Auth):
     """An httpx2 auth that sends a `User`'s access token and keeps it fresh.
 
     Use it with any `httpx2.Client` or `httpx2.AsyncClient`. `Client` and
@@ -57,36 +54,8 @@ class UserAuth(httpx2.Auth):
             a request to any other origin goes out without it.
     """
 
-    requires_request_body = False
-    requires_response_body = False
-
-    def __init__(
-        self, user: User, *, allowed_origins: Iterable[str] | None = None
-    ) -> None:
-        self._bearer: Bearer[httpx2.Request, httpx2.Response] = Bearer(
-            user, _WIRE, allowed_origins
-        )
-
-    @property
-    def user(self) -> User:
-        return self._bearer.user
-
-    @property
-    def allowed_origins(self) -> frozenset[Origin] | None:
-        return self._bearer.allowed_origins
-
-    def __repr__(self) -> str:
-        return f"usersession.httpx2.UserAuth({self.user!r})"
-
-    def sync_auth_flow(
-        self, request: httpx2.Request
-    ) -> Generator[httpx2.Request, httpx2.Response, None]:
-        return self._bearer.sync_steps(request)
-
-    def async_auth_flow(
-        self, request: httpx2.Request
-    ) -> AsyncGenerator[httpx2.Request, httpx2.Response]:
-        return self._bearer.async_steps(request)
+    _wire = HttpxWire(httpx2.ByteStream)
+    _name = "usersession.httpx2.UserAuth"
 
 
 class Client(httpx2.Client):
