@@ -4,13 +4,14 @@ ASGI and WSGI integrations)."""
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import usersession
 from usersession import Claims, Introspector, TokenCheckError
-from usersession.devserver import DevServer
+from usersession.devserver import DevServer, Fault
 
 CheckOutcome = Claims | TokenCheckError
 
@@ -85,3 +86,18 @@ def check_in(
 def introspections(dev: DevServer) -> int:
     """Introspection requests the server has received so far."""
     return dev.stats().introspection_requests
+
+
+def retry_after_cases() -> list[tuple[Fault, Callable[[str | None], bool]]]:
+    """Introspection answers that say when to come back (or do not), each
+    with a check of the ``Retry-After`` the API's 503 should carry: whole
+    seconds, rounded up, and none when the endpoint gave none."""
+    later = email.utils.formatdate(time.time() + 120, usegmt=True)
+    return [
+        (Fault.status(429, headers={"Retry-After": "7"}), lambda v: v == "7"),
+        (
+            Fault.status(503, headers={"Retry-After": later}),
+            lambda v: v is not None and 110 <= int(v) <= 120,
+        ),
+        (Fault.status(503), lambda v: v is None),
+    ]

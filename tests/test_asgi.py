@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import email.utils
 import importlib
 import socket
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
@@ -22,7 +21,7 @@ from usersession import Claims, Introspector
 from usersession.asgi import CLAIMS_KEY, IntrospectionMiddleware, claims_of, require
 from usersession.devserver import DevServer, Fault
 
-from introspection_support import introspections, introspector_for
+from introspection_support import introspections, introspector_for, retry_after_cases
 
 starlette_applications = pytest.importorskip("starlette.applications")
 uvicorn = pytest.importorskip("uvicorn")
@@ -196,15 +195,7 @@ def test_v2_a_retry_after_from_introspection_is_passed_on(dev: DevServer) -> Non
     Retry-After (seconds or an HTTP date), the API's 503 carries one, in
     whole seconds rounded up; without one, none."""
     token = dev.login("alice", "read")["access_token"]
-    later = email.utils.formatdate(time.time() + 120, usegmt=True)
-    cases: list[tuple[Fault, Callable[[str | None], bool]]] = [
-        (Fault.status(429, headers={"Retry-After": "7"}), lambda v: v == "7"),
-        (
-            Fault.status(503, headers={"Retry-After": later}),
-            lambda v: v is not None and 110 <= int(v) <= 120,
-        ),
-        (Fault.status(503), lambda v: v is None),
-    ]
+    cases = retry_after_cases()
     with serving(starlette_app(introspector_for(dev, timeout=0.3))) as url:
         for fault, expected in cases:
             dev.inject("introspection", fault)

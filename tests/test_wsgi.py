@@ -5,12 +5,10 @@ tokens by introspection at the development server (V1, V2, V3, C09)."""
 from __future__ import annotations
 
 import contextlib
-import email.utils
 import json
 import socketserver
 import threading
-import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
@@ -21,7 +19,7 @@ from usersession import Introspector
 from usersession.devserver import DevServer, Fault
 from usersession.wsgi import CLAIMS_KEY, IntrospectionMiddleware, claims_of
 
-from introspection_support import introspections, introspector_for
+from introspection_support import introspections, introspector_for, retry_after_cases
 
 
 class _ThreadedServer(socketserver.ThreadingMixIn, WSGIServer):
@@ -161,15 +159,7 @@ def test_v2_a_retry_after_from_introspection_is_passed_on(dev: DevServer) -> Non
     Retry-After (seconds or an HTTP date), the API's 503 carries one, in
     whole seconds rounded up; without one, none."""
     token = dev.login("alice", "read")["access_token"]
-    later = email.utils.formatdate(time.time() + 120, usegmt=True)
-    cases: list[tuple[Fault, Callable[[str | None], bool]]] = [
-        (Fault.status(429, headers={"Retry-After": "7"}), lambda v: v == "7"),
-        (
-            Fault.status(503, headers={"Retry-After": later}),
-            lambda v: v is not None and 110 <= int(v) <= 120,
-        ),
-        (Fault.status(503), lambda v: v is None),
-    ]
+    cases = retry_after_cases()
     introspector = introspector_for(dev, timeout=0.3)
     with serving(wsgi_app(introspector)) as url:
         for fault, expected in cases:
